@@ -1,0 +1,121 @@
+//! The REST API: one router per domain file, merged here with the layers every request
+//! goes through (body limit, timeout, panic guard, request span).
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod preview;
+pub mod schedules;
+pub mod workflows;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Json, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use sqlx::PgPool;
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{config::Config, schedules::model::Defaults};
+use error::ApiError;
+use extract::BodyLimit;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub defaults: Defaults,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, config: Arc<Config>) -> Self {
+        let defaults = Defaults {
+            overlap_policy: config.default_overlap_policy,
+            catchup_policy: config.default_catchup_policy,
+        };
+        Self {
+            pool,
+            config,
+            defaults,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cron-scheduler",
+        description = "Stores cron schedules, fires every tick exactly once, and hands each run to an Executor."
+    ),
+    paths(
+        schedules::upsert_schedule,
+        schedules::get_schedule,
+        schedules::list_schedules,
+        schedules::pause_schedule,
+        schedules::delete_schedule,
+        workflows::put_workflow_version,
+        workflows::get_workflow_version,
+        preview::preview,
+        health::live,
+        health::ready,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail))
+)]
+pub struct ApiDoc;
+
+/// The complete router, state applied.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let timeout = state.config.request_timeout;
+    Router::new()
+        .merge(schedules::router())
+        .merge(workflows::router())
+        .merge(preview::router())
+        .merge(health::router())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(BodyLimit(limit)))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout.max(Duration::from_millis(1)),
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("<unmatched>", MatchedPath::as_str);
+                tracing::info_span!("http", method = %req.method(), route, status = tracing::field::Empty)
+            }),
+        )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let body = error::ErrorBody {
+        error: error::ErrorDetail {
+            code: "internal",
+            message: "internal error".into(),
+            field: None,
+        },
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}

@@ -1,0 +1,91 @@
+//! `POST /cron/preview`: what an expression means and when it fires, before storing it.
+
+use axum::{Json, Router, routing::post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::JsonBody,
+};
+use crate::schedules::CronSpec;
+
+/// Most fire times one preview returns.
+pub const MAX_PREVIEW_COUNT: i64 = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/cron/preview", post(preview))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    #[schema(example = "0 0 * * *")]
+    pub cron_expr: Option<String>,
+    /// IANA timezone, default `UTC`.
+    #[schema(example = "America/New_York")]
+    pub timezone: Option<String>,
+    /// How many fire times, 1..=100 (default 5).
+    pub count: Option<i64>,
+    /// Start from this instant (inclusive); default now.
+    pub from: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FireTime {
+    /// The instant, in UTC.
+    pub utc: DateTime<Utc>,
+    /// The same instant in the expression's timezone, with its offset.
+    pub local: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewResponse {
+    pub cron_expr: String,
+    pub timezone: String,
+    pub description: String,
+    pub next: Vec<FireTime>,
+}
+
+/// Describe a cron expression and list its next fire times.
+#[utoipa::path(
+    post, path = "/cron/preview", tag = "cron",
+    request_body = PreviewRequest,
+    responses(
+        (status = 200, body = PreviewResponse),
+        (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<PreviewResponse>> {
+    let expr = req
+        .cron_expr
+        .ok_or_else(|| ApiError::invalid("cron_expr", "cron_expr is required"))?;
+    let spec = CronSpec::parse(&expr, req.timezone.as_deref().unwrap_or("UTC"))
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let count = req.count.unwrap_or(5);
+    if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
+        return Err(ApiError::invalid(
+            "count",
+            format!("count must be from 1 to {MAX_PREVIEW_COUNT}"),
+        ));
+    }
+    let from = req.from.unwrap_or_else(Utc::now);
+    let tz = spec.timezone();
+    let next = spec
+        .iter_from(from)
+        .take(usize::try_from(count).expect("bounded"))
+        .map(|utc| FireTime {
+            utc,
+            local: utc.with_timezone(&tz).to_rfc3339(),
+        })
+        .collect();
+    Ok(Json(PreviewResponse {
+        cron_expr: spec.expr().to_owned(),
+        timezone: tz.name().to_owned(),
+        description: spec.describe(),
+        next,
+    }))
+}

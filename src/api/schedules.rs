@@ -1,0 +1,211 @@
+//! `/schedules` endpoints.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    AppState,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{JsonBody, PathParams, QueryParams, parse_limit, parse_param},
+};
+use crate::schedules::{
+    Schedule,
+    model::{ScheduleId, ScheduleRequest},
+    store::{self, ListFilter},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/schedules", get(list_schedules))
+        .route("/schedules/upsert", post(upsert_schedule))
+        .route(
+            "/schedules/{schedule_id}",
+            get(get_schedule).delete(delete_schedule),
+        )
+        .route("/schedules/{schedule_id}/pause", post(pause_schedule))
+}
+
+/// A path id that cannot be a schedule id cannot name a schedule: 404, like any other.
+fn path_id(raw: &str) -> ApiResult<ScheduleId> {
+    ScheduleId::parse(raw).map_err(|_| schedule_not_found(raw))
+}
+
+fn schedule_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no schedule with id {id:?}"))
+}
+
+/// Create (201) or replace (200) a schedule.
+#[utoipa::path(
+    post, path = "/schedules/upsert", tag = "schedules",
+    request_body = ScheduleRequest,
+    responses(
+        (status = 201, description = "Created", body = Schedule),
+        (status = 200, description = "Replaced", body = Schedule),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn upsert_schedule(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<ScheduleRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let spec = request.validate(state.defaults)?;
+    let (schedule, created) = store::upsert(&state.pool, &spec).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(schedule)))
+}
+
+/// A schedule, with its status and next fire times.
+#[utoipa::path(
+    get, path = "/schedules/{schedule_id}", tag = "schedules",
+    params(("schedule_id" = String, Path, description = "Schedule id")),
+    responses(
+        (status = 200, body = Schedule),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Schedule>> {
+    let id = path_id(&id)?;
+    store::get(&state.pool, id.as_str())
+        .await?
+        .map(Json)
+        .ok_or_else(|| schedule_not_found(id.as_str()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this user's schedules.
+    user_id: Option<String>,
+    /// Only this workflow's schedules.
+    workflow_id: Option<String>,
+    /// `true` or `false`.
+    paused: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<Schedule>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Schedules in id order, filtered, one page at a time.
+#[utoipa::path(
+    get, path = "/schedules", tag = "schedules",
+    params(ListQuery),
+    responses(
+        (status = 200, body = ScheduleList),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<ScheduleList>> {
+    let paused = parse_param(q.paused.as_deref(), "paused", "true or false", |v| {
+        v.parse::<bool>().ok()
+    })?;
+    let limit = parse_limit(q.limit.as_deref(), 100, 1000)?;
+    let after = match q.cursor {
+        Some(c) => Some(
+            ScheduleId::parse(&c)
+                .map_err(|_| {
+                    ApiError::invalid("cursor", "cursor is not a cursor this API returned")
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let filter = ListFilter {
+        user_id: q.user_id,
+        workflow_id: q.workflow_id,
+        paused,
+        after,
+        limit,
+    };
+    let (schedules, next_cursor) = store::list(&state.pool, &filter).await?;
+    Ok(Json(ScheduleList {
+        schedules,
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    pub paused: Option<bool>,
+}
+
+/// Pause (cancels pending runs) or unpause (resumes from the next future tick).
+#[utoipa::path(
+    post, path = "/schedules/{schedule_id}/pause", tag = "schedules",
+    params(("schedule_id" = String, Path, description = "Schedule id")),
+    request_body = PauseRequest,
+    responses(
+        (status = 200, body = Schedule),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn pause_schedule(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<PauseRequest>,
+) -> ApiResult<Json<Schedule>> {
+    let id = path_id(&id)?;
+    let paused = body
+        .paused
+        .ok_or_else(|| ApiError::invalid("paused", "paused is required (true or false)"))?;
+    store::set_paused(&state.pool, id.as_str(), paused)
+        .await?
+        .map(Json)
+        .ok_or_else(|| schedule_not_found(id.as_str()))
+}
+
+/// Delete a schedule: pending runs are cancelled and no further tick fires.
+#[utoipa::path(
+    delete, path = "/schedules/{schedule_id}", tag = "schedules",
+    params(("schedule_id" = String, Path, description = "Schedule id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<StatusCode> {
+    let id = path_id(&id)?;
+    if store::delete(&state.pool, id.as_str()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(schedule_not_found(id.as_str()))
+    }
+}

@@ -1,0 +1,162 @@
+//! Wiring: from a [`Config`] to a serving replica, and back down on shutdown.
+//!
+//! [`run`] serves on a listener it is given until a cancellation token fires, so tests
+//! bind port 0 and stop it at will; [`serve`] is the binary's lifecycle around it
+//! (embedded database, migrations, signals).
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, AppState},
+    config::Config,
+    db::{
+        self, PoolSettings,
+        embedded::{DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
+    },
+};
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then finishes in-flight
+/// requests (bounded by the configured grace period).
+pub async fn run(
+    config: Arc<Config>,
+    pool: PgPool,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = config.shutdown_grace;
+    let app = api::router(AppState::new(pool, config));
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(server.into_future());
+    shutdown.cancelled().await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(joined) => joined.context("HTTP server task failed")??,
+        Err(_) => tracing::warn!(
+            ?grace,
+            "requests still in flight after the shutdown grace period"
+        ),
+    }
+    Ok(())
+}
+
+pub fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        max_connections: config.db_max_connections,
+        acquire_timeout: config.db_acquire_timeout,
+        application_name: format!("cron-scheduler/{}", config.node_id),
+    }
+}
+
+/// The database URL to use: the configured one, or the embedded default started here.
+async fn resolve_database(config: &Config) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Some(url) = &config.database_url {
+        return Ok((url.expose().to_owned(), None));
+    }
+    let opts = EmbeddedOptions {
+        dir: config.data_dir.join("postgres"),
+        bin_dir: config.pg_bin_dir.clone(),
+        ephemeral: false,
+        on_exit: OnExit::Stop,
+        max_connections: 200,
+    };
+    tracing::info!(dir = %opts.dir.display(), "no database URL set: starting the embedded PostgreSQL");
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
+    db::create_database(&pg.url("postgres"), DEFAULT_DATABASE).await?;
+    tracing::info!(port = pg.port(), "embedded PostgreSQL is up");
+    Ok((pg.url(DEFAULT_DATABASE), Some(pg)))
+}
+
+/// Applies migrations, retrying while the database is unreachable (a replica may start
+/// before PostgreSQL does).
+async fn migrate_with_retry(pool: &PgPool, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match db::migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e)) if api::error::is_unavailable(&e) => {
+                tracing::warn!(error = %e, ?delay, "database unreachable; retrying migrations");
+            }
+            Err(e) => return Err(e).context("migrations failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("shut down before the database was reachable"),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+/// `cron-scheduler serve`: the whole replica lifecycle.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+
+    let (url, embedded) = resolve_database(&config).await?;
+    let result = async {
+        let pool = db::connect_lazy(&url, &pool_settings(&config))?;
+        migrate_with_retry(&pool, &shutdown).await?;
+        let addr = (config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            node_id = %config.node_id,
+            cluster = %config.cluster_name,
+            "cron-scheduler serving"
+        );
+        run(config.clone(), pool.clone(), listener, shutdown.clone()).await?;
+        pool.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+
+    if let Some(pg) = embedded {
+        tracing::info!("stopping the embedded PostgreSQL");
+        if let Err(e) = tokio::task::spawn_blocking(move || pg.stop()).await? {
+            tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly");
+        }
+    }
+    result
+}
+
+/// `cron-scheduler migrate`: applies migrations and exits.
+pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let (url, embedded) = resolve_database(&config).await?;
+    let pool = db::connect_lazy(&url, &pool_settings(&config))?;
+    let result = migrate_with_retry(&pool, &shutdown).await;
+    pool.close().await;
+    if let Some(pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    result?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Schedules: the cron dialect, the validated schedule types, and their storage.
+
+pub mod model;
+pub mod spec;
+pub mod store;
+
+pub use model::{CatchupPolicy, OverlapPolicy, Schedule, ScheduleSpec, ScheduleStatus};
+pub use spec::{CronSpec, Window};

@@ -1,0 +1,365 @@
+//! Schedule types: what a client may send, the validated spec it becomes, and what the API
+//! returns. A `ScheduleSpec` can only be built by [`ScheduleRequest::validate`], so code
+//! that holds one never re-checks it.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::IgnoredAny};
+use utoipa::ToSchema;
+
+use super::spec::{CronSpec, SpecError, Window};
+
+/// Longest `workflow_id` / `user_id` accepted.
+pub const MAX_NAME_LEN: usize = 256;
+/// Largest `jitter_ms`: one hour.
+pub const MAX_JITTER_MS: i64 = 3_600_000;
+/// How many upcoming fire times a schedule's response lists.
+pub const NEXT_FIRE_TIMES: usize = 5;
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "{s:?} is not one of {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What happens when a run is about to launch while another of its schedule is in flight.
+    OverlapPolicy { Allow = "allow", Skip = "skip", Queue = "queue" }
+);
+text_enum!(
+    /// What happens to ticks missed while no leader could fire them.
+    CatchupPolicy { None = "none", FireImmediately = "fire_immediately", Spread = "spread" }
+);
+text_enum!(
+    /// A schedule's state as the API reports it.
+    ScheduleStatus { Active = "active", Paused = "paused", Completed = "completed" }
+);
+
+/// A schedule id: `[A-Za-z0-9._:-]{1,128}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ScheduleId(String);
+
+impl ScheduleId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = (1..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err("schedule_id must be 1 to 128 characters from A-Z a-z 0-9 . _ : -".into())
+        }
+    }
+
+    /// A fresh id for a schedule created without one (UUID v7: sortable by creation).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `POST /schedules/upsert` body. Every field is optional here so that a missing one is
+/// reported as a 422 naming it; read-only fields of a schedule are accepted and ignored,
+/// so a schedule fetched with GET can be sent back as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// Optional on create; `[A-Za-z0-9._:-]{1,128}`. An existing id replaces that schedule.
+    #[schema(example = "nightly-report")]
+    pub schedule_id: Option<String>,
+    #[schema(example = "report")]
+    pub workflow_id: Option<String>,
+    /// Workflow version, at least 1.
+    #[schema(example = 1, minimum = 1)]
+    pub version: Option<i64>,
+    #[schema(example = "alice")]
+    pub user_id: Option<String>,
+    /// 5 fields (minute first) or 6 fields (second first), or an `@daily`-style alias.
+    #[schema(example = "0 0 * * *")]
+    pub cron_expr: Option<String>,
+    /// IANA timezone name; default `UTC`.
+    #[schema(example = "Europe/London")]
+    pub timezone: Option<String>,
+    /// First instant a tick may fall on (inclusive), RFC 3339.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Last instant a tick may fall on (inclusive), RFC 3339; after `start_at`.
+    pub end_at: Option<DateTime<Utc>>,
+    /// Deterministic delay added to each tick, 0..=3600000 ms.
+    #[schema(minimum = 0, maximum = 3_600_000)]
+    pub jitter_ms: Option<i64>,
+    /// `allow`, `skip` or `queue`; default from `SCHEDULER_DEFAULT_OVERLAP_POLICY`.
+    pub overlap_policy: Option<String>,
+    /// `none`, `fire_immediately` or `spread`; default from `SCHEDULER_DEFAULT_CATCHUP_POLICY`.
+    pub catchup_policy: Option<String>,
+    /// Default false.
+    pub paused: Option<bool>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub status: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub next_fire_times: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub created_at: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub updated_at: Option<IgnoredAny>,
+}
+
+/// A field-level validation failure (HTTP 422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: std::borrow::Cow<'static, str>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SpecError> for FieldError {
+    fn from(e: SpecError) -> Self {
+        Self::new(e.field, e.message)
+    }
+}
+
+/// Defaults a request falls back on (from configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub overlap_policy: OverlapPolicy,
+    pub catchup_policy: CatchupPolicy,
+}
+
+/// A validated schedule definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSpec {
+    pub schedule_id: ScheduleId,
+    pub workflow_id: String,
+    pub version: i32,
+    pub user_id: String,
+    pub window: Window,
+    pub jitter_ms: i32,
+    pub overlap_policy: OverlapPolicy,
+    pub catchup_policy: CatchupPolicy,
+    pub paused: bool,
+}
+
+impl ScheduleSpec {
+    /// Whether `self` and `other` produce different runs (so pending runs of the old one
+    /// must be cancelled). Policies and `paused` do not change what a tick is.
+    pub fn changes_ticks(&self, other: &ScheduleSpec) -> bool {
+        self.workflow_id != other.workflow_id
+            || self.version != other.version
+            || self.user_id != other.user_id
+            || self.window != other.window
+            || self.jitter_ms != other.jitter_ms
+    }
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, FieldError> {
+    value.ok_or_else(|| FieldError::new(field, format!("{field} is required")))
+}
+
+/// A non-empty, bounded, printable name (`workflow_id`, `user_id`).
+pub fn validate_name(value: &str, field: &'static str) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::new(field, format!("{field} must not be empty")));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("{field} is longer than {MAX_NAME_LEN} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Workflow versions are positive 32-bit integers.
+pub fn validate_version(v: i64) -> Result<i32, FieldError> {
+    i32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {
+        FieldError::new("version", "version must be an integer from 1 to 2147483647")
+    })
+}
+
+impl ScheduleRequest {
+    /// Checks every field; the first problem found is returned, naming its field.
+    pub fn validate(self, defaults: Defaults) -> Result<ScheduleSpec, FieldError> {
+        let schedule_id = match self.schedule_id {
+            Some(id) => ScheduleId::parse(&id).map_err(|m| FieldError::new("schedule_id", m))?,
+            None => ScheduleId::generate(),
+        };
+        let workflow_id = required(self.workflow_id, "workflow_id")?;
+        validate_name(&workflow_id, "workflow_id")?;
+        let version = validate_version(required(self.version, "version")?)?;
+        let user_id = required(self.user_id, "user_id")?;
+        validate_name(&user_id, "user_id")?;
+        let cron_expr = required(self.cron_expr, "cron_expr")?;
+        let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
+        let spec = CronSpec::parse(&cron_expr, &timezone)?;
+        if let (Some(start), Some(end)) = (self.start_at, self.end_at) {
+            if end <= start {
+                return Err(FieldError::new("end_at", "end_at must be after start_at"));
+            }
+        }
+        let jitter_ms = self.jitter_ms.unwrap_or(0);
+        if !(0..=MAX_JITTER_MS).contains(&jitter_ms) {
+            return Err(FieldError::new(
+                "jitter_ms",
+                format!("jitter_ms must be from 0 to {MAX_JITTER_MS}"),
+            ));
+        }
+        let overlap_policy = match self.overlap_policy {
+            Some(p) => p
+                .parse()
+                .map_err(|m| FieldError::new("overlap_policy", format!("overlap_policy {m}")))?,
+            None => defaults.overlap_policy,
+        };
+        let catchup_policy = match self.catchup_policy {
+            Some(p) => p
+                .parse()
+                .map_err(|m| FieldError::new("catchup_policy", format!("catchup_policy {m}")))?,
+            None => defaults.catchup_policy,
+        };
+        Ok(ScheduleSpec {
+            schedule_id,
+            workflow_id,
+            version,
+            user_id,
+            window: Window {
+                spec,
+                start_at: self.start_at,
+                end_at: self.end_at,
+            },
+            jitter_ms: i32::try_from(jitter_ms).expect("bounded above"),
+            overlap_policy,
+            catchup_policy,
+            paused: self.paused.unwrap_or(false),
+        })
+    }
+}
+
+/// Refuses a spec that can never fire again after `now`, naming the field to blame:
+/// `end_at` when the expression still fires but only after the end, else `cron_expr`.
+pub fn check_fires_after(window: &Window, now: DateTime<Utc>) -> Result<(), FieldError> {
+    if window.first_tick_from(now).is_some() {
+        return Ok(());
+    }
+    let from = window.start_at.map_or(now, |s| s.max(now));
+    if window.end_at.is_some() && window.spec.next(from, true).is_some() {
+        Err(FieldError::new(
+            "end_at",
+            "end_at is before the first fire time: the schedule would never fire",
+        ))
+    } else {
+        Err(FieldError::new(
+            "cron_expr",
+            format!("cron_expr {:?} has no future fire time", window.spec.expr()),
+        ))
+    }
+}
+
+/// A schedule as the API returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Schedule {
+    pub schedule_id: String,
+    pub workflow_id: String,
+    pub version: i32,
+    pub user_id: String,
+    pub cron_expr: String,
+    pub timezone: String,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub jitter_ms: i32,
+    pub overlap_policy: OverlapPolicy,
+    pub catchup_policy: CatchupPolicy,
+    pub paused: bool,
+    pub status: ScheduleStatus,
+    /// The next nominal fire times (UTC, before jitter); empty when paused or completed.
+    pub next_fire_times: Vec<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_ids() {
+        for ok in ["a", "nightly-report", "a.b_c:d-1", &"x".repeat(128)] {
+            assert!(ScheduleId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "slash/",
+            "ünï",
+            &"x".repeat(129),
+            "semi;colon",
+        ] {
+            assert!(ScheduleId::parse(bad).is_err(), "{bad}");
+        }
+        let generated = ScheduleId::generate();
+        assert!(ScheduleId::parse(generated.as_str()).is_ok());
+    }
+
+    #[test]
+    fn policies_round_trip_their_text() {
+        for p in OverlapPolicy::ALL {
+            assert_eq!(p.as_str().parse::<OverlapPolicy>().unwrap(), *p);
+        }
+        for p in CatchupPolicy::ALL {
+            assert_eq!(p.as_str().parse::<CatchupPolicy>().unwrap(), *p);
+        }
+        assert!("Skip".parse::<OverlapPolicy>().is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! A parsed cron expression together with its IANA timezone: the only way to compute fire
+//! times in this crate.
+//!
+//! Dialect (croner 4, POSIX/Vixie): 5 fields are `min hour dom mon dow`, 6 fields are
+//! `sec min hour dom mon dow`; `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`
+//! aliases; `L`, `W`, `#`; month and weekday names. When both day-of-month and
+//! day-of-week are restricted a day matching either fires; `+` before day-of-week asks
+//! for both. A 7th (year) field is refused: it is not part of the contract.
+//!
+//! DST (croner, OCPS/Vixie): a fixed-time tick inside a spring-forward gap fires at the
+//! first instant after the gap; interval ticks inside the gap are skipped; in a fall-back
+//! fold a fixed-time tick fires once (first pass) and interval ticks fire on both passes.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::{
+    Cron,
+    parser::{CronParser, Seconds, Year},
+};
+
+/// Longest cron expression accepted; longer input is refused before parsing.
+pub const MAX_CRON_LEN: usize = 256;
+
+/// Why a cron expression or timezone was refused, and which field it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone)]
+pub struct CronSpec {
+    expr: String,
+    cron: Cron,
+    tz: Tz,
+}
+
+impl fmt::Debug for CronSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronSpec({:?} in {})", self.expr, self.tz.name())
+    }
+}
+
+impl PartialEq for CronSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr && self.tz == other.tz
+    }
+}
+
+impl CronSpec {
+    /// Parses `expr` in the IANA zone `timezone`.
+    pub fn parse(expr: &str, timezone: &str) -> Result<Self, SpecError> {
+        let tz = parse_timezone(timezone)?;
+        let expr = expr.trim();
+        let invalid = |message: String| SpecError {
+            field: "cron_expr",
+            message,
+        };
+        if expr.is_empty() {
+            return Err(invalid("cron_expr is empty".into()));
+        }
+        if expr.len() > MAX_CRON_LEN {
+            return Err(invalid(format!(
+                "cron_expr is longer than {MAX_CRON_LEN} characters"
+            )));
+        }
+        let fields = expr.split_whitespace().count();
+        if !expr.starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(invalid(format!(
+                "cron_expr has {fields} fields; expected 5 (minute hour day-of-month month \
+                 day-of-week) or 6 (second minute hour day-of-month month day-of-week)"
+            )));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map_err(|e| invalid(format!("cron_expr {expr:?} is not valid: {e}")))?;
+        Ok(Self {
+            expr: expr.to_owned(),
+            cron,
+            tz,
+        })
+    }
+
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// A human description of the expression ("At 00:00", ...).
+    pub fn describe(&self) -> String {
+        self.cron.describe()
+    }
+
+    /// The first fire time at or after `t` (`inclusive`) or strictly after it.
+    /// `None` when the expression never matches again (`0 0 30 2 *`).
+    pub fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        let local = t.with_timezone(&self.tz);
+        self.cron
+            .find_next_occurrence(&local, inclusive)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// Fire times from `t` on (inclusive), in order.
+    pub fn iter_from(&self, t: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let mut cursor = Some((t, true));
+        std::iter::from_fn(move || {
+            let (from, inclusive) = cursor?;
+            let next = self.next(from, inclusive);
+            cursor = next.map(|n| (n, false));
+            next
+        })
+    }
+}
+
+/// An IANA timezone name (`Europe/London`, `UTC`). Abbreviations that are not zone names
+/// (`EST5EDT` is one, `CEST` is not) follow the IANA database.
+pub fn parse_timezone(name: &str) -> Result<Tz, SpecError> {
+    Tz::from_str(name.trim()).map_err(|_| SpecError {
+        field: "timezone",
+        message: format!("timezone {name:?} is not an IANA timezone name (e.g. \"Europe/Berlin\")"),
+    })
+}
+
+/// A schedule's window: the cron spec bounded by `start_at` and `end_at` (both inclusive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub spec: CronSpec,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    /// Ticks at or after `from` (and at or after `start_at`), up to `end_at`.
+    pub fn ticks_from(&self, from: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let from = self.start_at.map_or(from, |s| s.max(from));
+        let end = self.end_at;
+        self.spec
+            .iter_from(from)
+            .take_while(move |t| end.is_none_or(|e| *t <= e))
+    }
+
+    /// The first tick at or after `from`, if any is left.
+    pub fn first_tick_from(&self, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.ticks_from(from).next()
+    }
+}

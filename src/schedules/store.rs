@@ -1,0 +1,376 @@
+//! Schedule persistence. Each write is one transaction that also cancels the pending runs
+//! the change invalidates and notifies the leader (`NOTIFY scheduler_schedules`), so the
+//! leader never has to poll to learn about a change.
+//!
+//! "Now" is always the database's `now()` (invariant 3): the API computes a new schedule's
+//! first due tick from the same clock the leader uses to decide due-ness.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::{
+    model::{
+        CatchupPolicy, FieldError, NEXT_FIRE_TIMES, OverlapPolicy, Schedule, ScheduleSpec,
+        ScheduleStatus, check_fires_after,
+    },
+    spec::{CronSpec, Window},
+};
+
+/// Channel the leader listens on for schedule changes.
+pub const CHANGES_CHANNEL: &str = "scheduler_schedules";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// A stored row no longer parses (edited by hand, or a dependency changed its dialect).
+    #[error("stored schedule {0} is corrupt: {1}")]
+    Corrupt(String, String),
+}
+
+/// The columns every read selects, plus the database clock.
+const COLUMNS: &str = "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
+    start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
+    created_at, updated_at, now() as db_now";
+
+#[derive(Debug, sqlx::FromRow)]
+struct ScheduleRow {
+    schedule_id: String,
+    workflow_id: String,
+    version: i32,
+    user_id: String,
+    cron_expr: String,
+    timezone: String,
+    start_at: Option<DateTime<Utc>>,
+    end_at: Option<DateTime<Utc>>,
+    jitter_ms: i32,
+    overlap_policy: String,
+    catchup_policy: String,
+    paused: bool,
+    next_due_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    db_now: DateTime<Utc>,
+}
+
+impl ScheduleRow {
+    fn into_schedule(self) -> Result<Schedule, StoreError> {
+        let corrupt = |m: String| StoreError::Corrupt(self.schedule_id.clone(), m);
+        let spec =
+            CronSpec::parse(&self.cron_expr, &self.timezone).map_err(|e| corrupt(e.message))?;
+        let overlap_policy: OverlapPolicy = self.overlap_policy.parse().map_err(corrupt)?;
+        let catchup_policy: CatchupPolicy = self.catchup_policy.parse().map_err(corrupt)?;
+        let window = Window {
+            spec,
+            start_at: self.start_at,
+            end_at: self.end_at,
+        };
+        let finished = self.next_due_at.is_none() || self.end_at.is_some_and(|e| e < self.db_now);
+        let status = if finished {
+            ScheduleStatus::Completed
+        } else if self.paused {
+            ScheduleStatus::Paused
+        } else {
+            ScheduleStatus::Active
+        };
+        let next_fire_times = if status == ScheduleStatus::Active {
+            window
+                .ticks_from(self.db_now)
+                .take(NEXT_FIRE_TIMES)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Schedule {
+            schedule_id: self.schedule_id,
+            workflow_id: self.workflow_id,
+            version: self.version,
+            user_id: self.user_id,
+            cron_expr: self.cron_expr,
+            timezone: self.timezone,
+            start_at: self.start_at,
+            end_at: self.end_at,
+            jitter_ms: self.jitter_ms,
+            overlap_policy,
+            catchup_policy,
+            paused: self.paused,
+            status,
+            next_fire_times,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+
+    fn window(&self) -> Result<Window, StoreError> {
+        let spec = CronSpec::parse(&self.cron_expr, &self.timezone)
+            .map_err(|e| StoreError::Corrupt(self.schedule_id.clone(), e.message))?;
+        Ok(Window {
+            spec,
+            start_at: self.start_at,
+            end_at: self.end_at,
+        })
+    }
+}
+
+async fn db_now(tx: &mut Transaction<'_, Postgres>) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar("select now()")
+        .fetch_one(&mut **tx)
+        .await
+}
+
+async fn notify(tx: &mut Transaction<'_, Postgres>, schedule_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(schedule_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Cancels the schedule's runs that have not started. Returns how many.
+async fn cancel_pending(
+    tx: &mut Transaction<'_, Postgres>,
+    schedule_id: &str,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update runs set status = 'cancelled', reason = $2, finished_at = now(), updated_at = now() \
+         where schedule_id = $1 and status = 'pending'",
+    )
+    .bind(schedule_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+async fn select_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    schedule_id: &str,
+) -> Result<Option<ScheduleRow>, sqlx::Error> {
+    sqlx::query_as::<_, ScheduleRow>(&format!(
+        "select {COLUMNS} from schedules where schedule_id = $1 for update"
+    ))
+    .bind(schedule_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Creates or replaces a schedule. Returns it and whether it was created.
+///
+/// A replacement that changes what a tick is (cron, timezone, bounds, jitter, workflow,
+/// version, user) cancels the old spec's pending runs and recomputes the next due tick
+/// from now; one that changes only policies keeps them.
+pub async fn upsert(pool: &PgPool, spec: &ScheduleSpec) -> Result<(Schedule, bool), StoreError> {
+    let mut tx = pool.begin().await?;
+    let now = db_now(&mut tx).await?;
+    let id = spec.schedule_id.as_str();
+    let existing = select_for_update(&mut tx, id).await?;
+
+    let (next_due_at, created, changed) = match &existing {
+        None => {
+            check_fires_after(&spec.window, now)?;
+            (spec.window.first_tick_from(now), true, true)
+        }
+        Some(row) => {
+            let old = ScheduleSpec {
+                window: row.window()?,
+                workflow_id: row.workflow_id.clone(),
+                version: row.version,
+                user_id: row.user_id.clone(),
+                jitter_ms: row.jitter_ms,
+                ..spec.clone()
+            };
+            let resumes = row.paused && !spec.paused;
+            if spec.changes_ticks(&old) || resumes {
+                check_fires_after(&spec.window, now)?;
+                (spec.window.first_tick_from(now), false, true)
+            } else {
+                (row.next_due_at, false, spec.paused != row.paused)
+            }
+        }
+    };
+
+    if created {
+        // A concurrent create of the same id makes this insert conflict; the caller's
+        // retry then sees the row and replaces it.
+        let inserted = sqlx::query(
+            "insert into schedules (schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
+               start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             on conflict (schedule_id) do nothing",
+        )
+        .bind(id)
+        .bind(&spec.workflow_id)
+        .bind(spec.version)
+        .bind(&spec.user_id)
+        .bind(spec.window.spec.expr())
+        .bind(spec.window.spec.timezone().name())
+        .bind(spec.window.start_at)
+        .bind(spec.window.end_at)
+        .bind(spec.jitter_ms)
+        .bind(spec.overlap_policy.as_str())
+        .bind(spec.catchup_policy.as_str())
+        .bind(spec.paused)
+        .bind(next_due_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            drop(tx);
+            return Box::pin(upsert(pool, spec)).await;
+        }
+    } else {
+        if changed {
+            let pausing = spec.paused && existing.as_ref().is_some_and(|r| !r.paused);
+            let reason = if pausing { "paused" } else { "spec_changed" };
+            cancel_pending(&mut tx, id, reason).await?;
+        }
+        sqlx::query(
+            "update schedules set workflow_id = $2, version = $3, user_id = $4, cron_expr = $5, \
+               timezone = $6, start_at = $7, end_at = $8, jitter_ms = $9, overlap_policy = $10, \
+               catchup_policy = $11, paused = $12, next_due_at = $13, \
+               materialized_to = case when $14 then null else materialized_to end, \
+               spec_generation = spec_generation + case when $14 then 1 else 0 end, \
+               updated_at = now() \
+             where schedule_id = $1",
+        )
+        .bind(id)
+        .bind(&spec.workflow_id)
+        .bind(spec.version)
+        .bind(&spec.user_id)
+        .bind(spec.window.spec.expr())
+        .bind(spec.window.spec.timezone().name())
+        .bind(spec.window.start_at)
+        .bind(spec.window.end_at)
+        .bind(spec.jitter_ms)
+        .bind(spec.overlap_policy.as_str())
+        .bind(spec.catchup_policy.as_str())
+        .bind(spec.paused)
+        .bind(next_due_at)
+        .bind(changed)
+        .execute(&mut *tx)
+        .await?;
+    }
+    notify(&mut tx, id).await?;
+    let row = select_for_update(&mut tx, id).await?.ok_or_else(|| {
+        StoreError::Corrupt(id.to_owned(), "vanished inside its transaction".into())
+    })?;
+    tx.commit().await?;
+    Ok((row.into_schedule()?, created))
+}
+
+pub async fn get(pool: &PgPool, schedule_id: &str) -> Result<Option<Schedule>, StoreError> {
+    let row = sqlx::query_as::<_, ScheduleRow>(&format!(
+        "select {COLUMNS} from schedules where schedule_id = $1"
+    ))
+    .bind(schedule_id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(ScheduleRow::into_schedule).transpose()
+}
+
+/// Filters of `GET /schedules`.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub user_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub paused: Option<bool>,
+    /// Exclusive: schedules with a larger id than this.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One page of schedules in id order, and the cursor of the next page (if there is one).
+pub async fn list(
+    pool: &PgPool,
+    filter: &ListFilter,
+) -> Result<(Vec<Schedule>, Option<String>), StoreError> {
+    let rows = sqlx::query_as::<_, ScheduleRow>(&format!(
+        "select {COLUMNS} from schedules \
+         where ($1::text is null or user_id = $1) \
+           and ($2::text is null or workflow_id = $2) \
+           and ($3::bool is null or paused = $3) \
+           and ($4::text is null or schedule_id > $4) \
+         order by schedule_id \
+         limit $5"
+    ))
+    .bind(&filter.user_id)
+    .bind(&filter.workflow_id)
+    .bind(filter.paused)
+    .bind(&filter.after)
+    .bind(i64::from(filter.limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    let has_more = rows.len() > filter.limit as usize;
+    let schedules = rows
+        .into_iter()
+        .take(filter.limit as usize)
+        .map(ScheduleRow::into_schedule)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if has_more {
+        schedules.last().map(|s| s.schedule_id.clone())
+    } else {
+        None
+    };
+    Ok((schedules, next))
+}
+
+/// Pauses (cancelling pending runs) or unpauses (resuming from the next future tick:
+/// ticks during the pause are not caught up). `None` if there is no such schedule.
+pub async fn set_paused(
+    pool: &PgPool,
+    schedule_id: &str,
+    paused: bool,
+) -> Result<Option<Schedule>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let now = db_now(&mut tx).await?;
+    let Some(row) = select_for_update(&mut tx, schedule_id).await? else {
+        return Ok(None);
+    };
+    if row.paused != paused {
+        if paused {
+            cancel_pending(&mut tx, schedule_id, "paused").await?;
+        }
+        let next_due_at = if paused {
+            row.next_due_at
+        } else {
+            row.window()?.first_tick_from(now)
+        };
+        sqlx::query(
+            "update schedules set paused = $2, next_due_at = $3, materialized_to = null, \
+               spec_generation = spec_generation + 1, updated_at = now() \
+             where schedule_id = $1",
+        )
+        .bind(schedule_id)
+        .bind(paused)
+        .bind(next_due_at)
+        .execute(&mut *tx)
+        .await?;
+        notify(&mut tx, schedule_id).await?;
+    }
+    let row = select_for_update(&mut tx, schedule_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(schedule_id.to_owned(), "vanished".into()))?;
+    tx.commit().await?;
+    row.into_schedule().map(Some)
+}
+
+/// Deletes a schedule and cancels its pending runs; its run history stays readable by run
+/// id. Returns whether it existed.
+pub async fn delete(pool: &PgPool, schedule_id: &str) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query("delete from schedules where schedule_id = $1")
+        .bind(schedule_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if deleted {
+        cancel_pending(&mut tx, schedule_id, "deleted").await?;
+        notify(&mut tx, schedule_id).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}

@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     db::{
         self, PoolSettings,
-        embedded::{DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
+        embedded::{self, DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
     },
 };
 
@@ -57,8 +57,18 @@ async fn resolve_database(config: &Config) -> anyhow::Result<(String, Option<Emb
     if let Some(url) = &config.database_url {
         return Ok((url.expose().to_owned(), None));
     }
+    let mut dir = config.data_dir.join("postgres");
+    if let Some(alt) = embedded::fallback_dir(&dir)? {
+        tracing::warn!(
+            preferred = %dir.display(),
+            using = %alt.display(),
+            "the postgres user cannot reach the data folder; keeping the embedded cluster \
+             elsewhere (set SCHEDULER_DATA_DIR to choose)"
+        );
+        dir = alt;
+    }
     let opts = EmbeddedOptions {
-        dir: config.data_dir.join("postgres"),
+        dir,
         bin_dir: config.pg_bin_dir.clone(),
         ephemeral: false,
         on_exit: OnExit::Stop,

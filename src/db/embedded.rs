@@ -58,6 +58,7 @@ pub struct EmbeddedPostgres {
     port: u16,
     password: String,
     on_exit: OnExit,
+    watchdog: Option<std::process::Child>,
 }
 
 const SUPERUSER: &str = "scheduler";
@@ -85,6 +86,7 @@ impl EmbeddedPostgres {
             port: 0,
             password: String::new(),
             on_exit: opts.on_exit,
+            watchdog: None,
         };
         let pgdata = pg.pgdata();
         if !pgdata.join("PG_VERSION").exists() {
@@ -100,26 +102,50 @@ impl EmbeddedPostgres {
             let _ = pg.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "30"]);
         }
 
-        pg.port = free_port()?;
-        let mut server_opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections={}",
-            pg.port, opts.max_connections
-        );
-        if opts.ephemeral {
-            server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-        }
+        // The port is picked free, then handed to the server: another process can take
+        // it in between, so a failed start is retried on a fresh port.
         let log = pg.dir.join("postgres.log");
-        pg.pg_ctl(&[
-            "start",
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            log.to_str().context("non-UTF-8 data folder")?,
-            "-o",
-            &server_opts,
-        ])
-        .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
+        let log_arg = log.to_str().context("non-UTF-8 data folder")?.to_owned();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            pg.port = free_port()?;
+            let mut server_opts = format!(
+                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections={}",
+                pg.port, opts.max_connections
+            );
+            if opts.ephemeral {
+                server_opts
+                    .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            }
+            let started = pg.pg_ctl(&[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                &log_arg,
+                "-o",
+                &server_opts,
+            ]);
+            match started {
+                Ok(()) => break,
+                Err(e) if attempt >= 3 => {
+                    let tail = fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                    return Err(e).with_context(|| {
+                        format!(
+                            "PostgreSQL did not start (log {}): {}",
+                            log.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                        )
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "PostgreSQL did not start; retrying on another port");
+                }
+            }
+        }
         pg.spawn_watchdog()?;
         Ok(pg)
     }
@@ -141,7 +167,11 @@ impl EmbeddedPostgres {
     }
 
     /// Stops the server (fast shutdown) and, for a throwaway cluster, removes its folder.
-    pub fn stop(&self) -> anyhow::Result<()> {
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "30"])?;
         if self.on_exit == OnExit::StopAndRemove {
             let _ = fs::remove_dir_all(&self.dir);
@@ -233,36 +263,51 @@ impl EmbeddedPostgres {
     }
 
     /// A small shell process that waits for this process to end, then stops the server
-    /// (and removes a throwaway folder). It runs as this process's user, so it can remove
-    /// what root created; the stop itself runs as the postgres user.
-    fn spawn_watchdog(&self) -> anyhow::Result<()> {
-        let pg_ctl = self.bin_dir.join("pg_ctl");
-        let as_user = match self.run_as {
-            Some((uid, gid)) => format!("setpriv --reuid={uid} --regid={gid} --clear-groups "),
-            None => String::new(),
-        };
+    /// it was made for (and removes a throwaway folder). It signals that server's
+    /// postmaster by pid (SIGINT: fast shutdown), not the data folder, so a service that
+    /// restarts on the same folder at once never has its new server stopped by the old
+    /// watchdog.
+    fn spawn_watchdog(&mut self) -> anyhow::Result<()> {
+        let pidfile = fs::read_to_string(self.pgdata().join("postmaster.pid"))
+            .context("PostgreSQL started but wrote no postmaster.pid")?;
+        let postmaster: u32 = pidfile
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .context("unreadable postmaster.pid")?;
         let remove = match self.on_exit {
-            OnExit::StopAndRemove => format!("rm -rf {}", shell_quote(&self.dir)),
+            OnExit::StopAndRemove => format!(
+                "while kill -0 {postmaster} 2>/dev/null; do sleep 0.1; done; rm -rf {}",
+                shell_quote(&self.dir)
+            ),
             OnExit::Stop => String::new(),
         };
         let script = format!(
-            "while [ -d /proc/{pid} ]; do sleep 0.5; done; \
-             {as_user}{pg_ctl} -D {pgdata} stop -m fast -w -t 30 >/dev/null 2>&1; {remove}",
+            "while [ -d /proc/{pid} ]; do sleep 0.5; done; kill -INT {postmaster} 2>/dev/null; {remove}",
             pid = std::process::id(),
-            pg_ctl = shell_quote(&pg_ctl),
-            pgdata = shell_quote(&self.pgdata()),
         );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
+        let child = Command::new("sh")
+            .arg("-c")
             .arg(script)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             // Its own process group: a Ctrl-C to the service must not kill the watchdog
             // before the service has stopped the server itself.
-            .process_group(0);
-        cmd.spawn().context("cannot start the cluster watchdog")?;
+            .process_group(0)
+            .spawn()
+            .context("cannot start the cluster watchdog")?;
+        self.watchdog = Some(child);
         Ok(())
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        // Reap the watchdog if it was stopped, so it does not linger as a zombie.
+        if let Some(child) = self.watchdog.as_mut() {
+            let _ = child.try_wait();
+        }
     }
 }
 
@@ -334,6 +379,29 @@ fn postgres_user_if_root() -> anyhow::Result<Option<(nix::unistd::Uid, nix::unis
          (PostgreSQL refuses to run as root); install the postgresql package, which creates it",
     )?;
     Ok(Some((user.uid, user.gid)))
+}
+
+/// Where the embedded cluster should live when `preferred` cannot be used: when this
+/// process is root and the `postgres` user cannot walk to `preferred` (a checkout under
+/// `/root`, which is 0700), a folder under `/var/lib/cron-scheduler` named after
+/// `preferred`, so each checkout keeps its own data across restarts. `None`: use
+/// `preferred`.
+pub fn fallback_dir(preferred: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if postgres_user_if_root()?.is_none() {
+        return Ok(None);
+    }
+    fs::create_dir_all(preferred)
+        .with_context(|| format!("cannot create data folder {}", preferred.display()))?;
+    let canonical = fs::canonicalize(preferred)?;
+    if check_reachable_by_postgres(&canonical).is_ok() {
+        return Ok(None);
+    }
+    let name: String = canonical
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    Ok(Some(Path::new("/var/lib/cron-scheduler").join(name.trim_start_matches('_'))))
 }
 
 /// The postgres user must be able to walk to the data folder: a folder under a private

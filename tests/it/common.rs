@@ -1,0 +1,233 @@
+//! Test harness: one throwaway PostgreSQL cluster per test process (made with the
+//! machine's binaries, removed by its watchdog when the process ends), a fresh database
+//! per test, and the real router served on a real port.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use cron_scheduler::{
+    app,
+    config::Config,
+    db::{
+        self,
+        embedded::{EmbeddedOptions, EmbeddedPostgres, OnExit},
+    },
+};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
+
+/// Starts a throwaway cluster in a fresh temporary folder.
+pub fn start_cluster() -> EmbeddedPostgres {
+    let dir = std::env::temp_dir().join(format!(
+        "cron-scheduler-test-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    EmbeddedPostgres::start(&EmbeddedOptions {
+        dir,
+        bin_dir: None,
+        ephemeral: true,
+        on_exit: OnExit::StopAndRemove,
+        max_connections: 300,
+    })
+    .expect("start a test PostgreSQL cluster")
+}
+
+/// This process's shared cluster.
+pub fn cluster() -> &'static EmbeddedPostgres {
+    CLUSTER.get_or_init(start_cluster)
+}
+
+/// A new, migrated database on `pg`: its URL and a small pool for assertions.
+pub async fn fresh_database_on(pg: &EmbeddedPostgres) -> (String, PgPool) {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    db::create_database(&pg.url("postgres"), &name)
+        .await
+        .expect("create test database");
+    let url = pg.url(&name);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .expect("connect to test database");
+    db::migrate(&pool).await.expect("migrate test database");
+    (url, pool)
+}
+
+pub async fn fresh_database() -> (String, PgPool) {
+    fresh_database_on(cluster()).await
+}
+
+/// Configuration as a test replica uses it: defaults, a fixed node id.
+pub fn test_config() -> Config {
+    let mut cfg = Config::from_lookup(|_| None).expect("default configuration");
+    cfg.node_id = "test-node".into();
+    cfg.db_acquire_timeout = Duration::from_secs(2);
+    cfg
+}
+
+/// One replica serving the real router on 127.0.0.1:<random>.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    /// A separate pool for the test's own queries.
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let (db_url, pool) = fresh_database().await;
+        Self::spawn_on(db_url, pool, configure).await
+    }
+
+    pub async fn spawn_on(
+        db_url: String,
+        pool: PgPool,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut cfg = test_config();
+        configure(&mut cfg);
+        let app_pool = db::connect_lazy(&db_url, &app::pool_settings(&cfg)).expect("app pool");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app::run(
+            Arc::new(cfg),
+            app_pool,
+            listener,
+            shutdown.clone(),
+        ));
+        TestApp {
+            addr,
+            http: reqwest::Client::new(),
+            pool,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends `body` as-is (it need not be valid JSON) and returns status and JSON body
+    /// (`Value::Null` when the body is empty or not JSON).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send_raw(Method::POST, path, Some(body.to_string()))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send_raw(Method::PUT, path, Some(body.to_string()))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send_raw(Method::GET, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send_raw(Method::DELETE, path, None).await
+    }
+
+    /// Creates a schedule from `overrides` on top of a valid hourly one; asserts success.
+    pub async fn create_schedule(&self, overrides: Value) -> Value {
+        let mut body = serde_json::json!({
+            "workflow_id": "wf",
+            "version": 1,
+            "user_id": "alice",
+            "cron_expr": "0 * * * *",
+        });
+        merge(&mut body, overrides);
+        let (status, schedule) = self.post("/schedules/upsert", body).await;
+        assert!(status.is_success(), "create failed: {status} {schedule}");
+        schedule
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("app::run");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Shallow merge of JSON objects.
+pub fn merge(base: &mut Value, overrides: Value) {
+    if let (Some(b), Value::Object(o)) = (base.as_object_mut(), overrides) {
+        for (k, v) in o {
+            b.insert(k, v);
+        }
+    }
+}
+
+/// Inserts a `pending` run for `schedule_id` at `scheduled_for` directly, as the leader
+/// would, and returns its id.
+pub async fn insert_pending_run(
+    pool: &PgPool,
+    schedule_id: &str,
+    scheduled_for: &str,
+) -> uuid::Uuid {
+    let run_id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
+           workflow_id, version, user_id, idempotency_key) \
+         values ($1, $2, $3::timestamptz, $3::timestamptz, 'pending', 'schedule', 'wf', 1, 'alice', $1::text)",
+    )
+    .bind(run_id)
+    .bind(schedule_id)
+    .bind(scheduled_for)
+    .execute(pool)
+    .await
+    .expect("insert pending run");
+    run_id
+}
+
+pub async fn run_status(pool: &PgPool, run_id: uuid::Uuid) -> (String, Option<String>) {
+    sqlx::query_as("select status, reason from runs where run_id = $1")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await
+        .expect("run row")
+}

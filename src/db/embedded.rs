@@ -399,9 +399,17 @@ pub fn fallback_dir(preferred: &Path) -> anyhow::Result<Option<PathBuf>> {
     let name: String = canonical
         .to_string_lossy()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    Ok(Some(Path::new("/var/lib/cron-scheduler").join(name.trim_start_matches('_'))))
+    Ok(Some(
+        Path::new("/var/lib/cron-scheduler").join(name.trim_start_matches('_')),
+    ))
 }
 
 /// The postgres user must be able to walk to the data folder: a folder under a private

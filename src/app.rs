@@ -1,6 +1,6 @@
 //! Wiring: from a [`Config`] to a serving replica, and back down on shutdown.
 //!
-//! [`run`] serves on a listener it is given until a cancellation token fires, so tests
+//! [`Replica::start`] serves on a listener it is given until a cancellation token fires, so tests
 //! bind port 0 and stop it at will; [`serve`] is the binary's lifecycle around it
 //! (embedded database, migrations, signals).
 
@@ -18,30 +18,57 @@ use crate::{
         self, PoolSettings,
         embedded::{self, DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
     },
+    fleet::{Fleet, leader::NodeState},
 };
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then finishes in-flight
-/// requests (bounded by the configured grace period).
-pub async fn run(
-    config: Arc<Config>,
-    pool: PgPool,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let grace = config.shutdown_grace;
-    let app = api::router(AppState::new(pool, config));
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(server.into_future());
-    shutdown.cancelled().await;
-    match tokio::time::timeout(grace, server).await {
-        Ok(joined) => joined.context("HTTP server task failed")??,
-        Err(_) => tracing::warn!(
-            ?grace,
-            "requests still in flight after the shutdown grace period"
-        ),
+/// A running replica: the API on its listener plus its part in the fleet.
+pub struct Replica {
+    /// This replica's role, as the fleet tasks see it.
+    pub node: Arc<NodeState>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    /// Starts serving on `listener` and joins the fleet. Everything stops when `shutdown`
+    /// is cancelled: in-flight requests finish and the leader hands over (both bounded by
+    /// the configured grace period).
+    pub fn start(
+        config: Arc<Config>,
+        pool: PgPool,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let grace = config.shutdown_grace;
+        let fleet = Fleet::start(&pool, &config, &shutdown);
+        let node = fleet.state.clone();
+        let app = api::router(AppState::new(pool, config, node.clone()));
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            let server = tokio::spawn(server.into_future());
+            shutdown.cancelled().await;
+            match tokio::time::timeout(grace, server).await {
+                Ok(joined) => joined.context("HTTP server task failed")??,
+                Err(_) => tracing::warn!(
+                    ?grace,
+                    "requests still in flight after the shutdown grace period"
+                ),
+            }
+            if tokio::time::timeout(grace, fleet.join()).await.is_err() {
+                tracing::warn!(
+                    ?grace,
+                    "fleet tasks still running after the shutdown grace period"
+                );
+            }
+            Ok(())
+        });
+        Self { node, task }
     }
-    Ok(())
+
+    /// Waits until the replica has stopped (after `shutdown` was cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("replica task panicked")?
+    }
 }
 
 pub fn pool_settings(config: &Config) -> PoolSettings {
@@ -140,7 +167,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             cluster = %config.cluster_name,
             "cron-scheduler serving"
         );
-        run(config.clone(), pool.clone(), listener, shutdown.clone()).await?;
+        Replica::start(config.clone(), pool.clone(), listener, shutdown.clone())
+            .wait()
+            .await?;
         pool.close().await;
         anyhow::Ok(())
     }

@@ -5,7 +5,9 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod preview;
+pub mod runs;
 pub mod schedules;
+pub mod worker;
 pub mod workflows;
 
 use std::{sync::Arc, time::Duration};
@@ -21,7 +23,7 @@ use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::Tra
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{config::Config, schedules::model::Defaults};
+use crate::{config::Config, fleet::leader::NodeState, schedules::model::Defaults};
 use error::ApiError;
 use extract::BodyLimit;
 
@@ -31,10 +33,12 @@ pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
     pub defaults: Defaults,
+    /// This replica's role in the fleet.
+    pub node: Arc<NodeState>,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, config: Arc<Config>) -> Self {
+    pub fn new(pool: PgPool, config: Arc<Config>, node: Arc<NodeState>) -> Self {
         let defaults = Defaults {
             overlap_policy: config.default_overlap_policy,
             catchup_policy: config.default_catchup_policy,
@@ -43,6 +47,7 @@ impl AppState {
             pool,
             config,
             defaults,
+            node,
         }
     }
 }
@@ -62,6 +67,11 @@ impl AppState {
         workflows::put_workflow_version,
         workflows::get_workflow_version,
         preview::preview,
+        runs::get_run,
+        runs::list_schedule_runs,
+        worker::start_worker,
+        worker::stop_worker,
+        worker::worker_status,
         health::live,
         health::ready,
     ),
@@ -77,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .merge(schedules::router())
         .merge(workflows::router())
         .merge(preview::router())
+        .merge(runs::router())
+        .merge(worker::router())
         .merge(health::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)

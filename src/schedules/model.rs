@@ -2,8 +2,6 @@
 //! returns. A `ScheduleSpec` can only be built by [`ScheduleRequest::validate`], so code
 //! that holds one never re-checks it.
 
-use std::{fmt, str::FromStr};
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
@@ -16,41 +14,6 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_JITTER_MS: i64 = 3_600_000;
 /// How many upcoming fire times a schedule's response lists.
 pub const NEXT_FIRE_TIMES: usize = 5;
-
-macro_rules! text_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "{s:?} is not one of {}",
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
 
 text_enum!(
     /// What happens when a run is about to launch while another of its schedule is in flight.

@@ -6,8 +6,10 @@ use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
     time::Duration,
+    time::Instant,
 };
 
+use chrono::{DateTime, TimeDelta, Utc};
 use cron_scheduler::{
     app,
     config::Config,
@@ -19,7 +21,6 @@ use cron_scheduler::{
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{PgPool, postgres::PgPoolOptions};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
@@ -70,6 +71,8 @@ pub async fn fresh_database() -> (String, PgPool) {
 pub fn test_config() -> Config {
     let mut cfg = Config::from_lookup(|_| None).expect("default configuration");
     cfg.node_id = "test-node".into();
+    // Tests of the API alone must not see the leader write runs; fleet tests switch it on.
+    cfg.worker_autostart = false;
     cfg.db_acquire_timeout = Duration::from_secs(2);
     cfg
 }
@@ -80,8 +83,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// A separate pool for the test's own queries.
     pub pool: PgPool,
+    node: std::sync::Arc<cron_scheduler::fleet::leader::NodeState>,
     shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    task: Option<app::Replica>,
 }
 
 impl TestApp {
@@ -107,19 +111,20 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app::run(
-            Arc::new(cfg),
-            app_pool,
-            listener,
-            shutdown.clone(),
-        ));
+        let replica = app::Replica::start(Arc::new(cfg), app_pool, listener, shutdown.clone());
         TestApp {
             addr,
             http: reqwest::Client::new(),
             pool,
+            node: replica.node.clone(),
             shutdown,
-            task: Some(task),
+            task: Some(replica),
         }
+    }
+
+    /// Whether this replica currently leads.
+    pub fn is_leader(&self) -> bool {
+        self.node.is_leader()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -182,7 +187,7 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("app::run");
+            task.wait().await.expect("replica stopped cleanly");
         }
     }
 }
@@ -230,4 +235,51 @@ pub async fn run_status(pool: &PgPool, run_id: uuid::Uuid) -> (String, Option<St
         .fetch_one(pool)
         .await
         .expect("run row")
+}
+
+/// Polls `check` every 20 ms until it holds; fails the test after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every tick of `schedule_id` from its first run to `until`: exactly one row each, and no
+/// second missing (the schedules here fire every second).
+pub async fn assert_every_second_once(
+    pool: &PgPool,
+    schedule_id: &str,
+    until: DateTime<Utc>,
+) -> usize {
+    let ticks: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "select scheduled_for from runs where schedule_id = $1 and scheduled_for <= $2 \
+         and status <> 'cancelled' order by scheduled_for",
+    )
+    .bind(schedule_id)
+    .bind(until)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(!ticks.is_empty(), "{schedule_id} has no runs");
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            TimeDelta::seconds(1),
+            "{schedule_id}: gap or double between {} and {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let last = *ticks.last().unwrap();
+    assert!(
+        until - last < TimeDelta::seconds(1),
+        "{schedule_id}: ticks stop at {last}, expected up to {until}"
+    );
+    ticks.len()
 }

@@ -3,7 +3,10 @@
 mod bad_input;
 mod common;
 mod embedded_default;
+mod failover;
+mod fleet;
 mod health;
 mod preview;
+mod runs;
 mod schedules;
 mod workflows;

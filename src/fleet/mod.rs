@@ -1,0 +1,82 @@
+//! The fleet: leader election ([`leader`]), the node registry ([`nodes`]), the ticker
+//! ([`ticker`], with its pure planning in [`ticks`]) and the fleet-wide worker switch
+//! (`fleet_state.worker_enabled`, set through `/worker/start` and `/worker/stop`).
+
+pub mod leader;
+pub mod nodes;
+pub mod ticker;
+pub mod ticks;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use leader::{ElectionSettings, NodeState};
+use ticker::TickSettings;
+use ticks::CatchupLimits;
+
+/// Schedules the ticker claims per transaction.
+pub const TICK_BATCH: i64 = 500;
+
+/// Election and tick settings from configuration.
+pub fn election_settings(config: &Config) -> ElectionSettings {
+    ElectionSettings {
+        cluster_name: config.cluster_name.clone(),
+        node_id: config.node_id.clone(),
+        lease: config.leader_lease,
+        worker_autostart: config.worker_autostart,
+        tick: TickSettings {
+            lookahead: config.lookahead,
+            limits: CatchupLimits {
+                misfire_grace: config.misfire_grace,
+                max_catchup_runs: config.max_catchup_runs,
+                spread: config.catchup_spread,
+            },
+            batch_size: TICK_BATCH,
+            statement_timeout: config.leader_lease,
+        },
+    }
+}
+
+/// This replica's part in the fleet: its background tasks and what it knows of itself.
+pub struct Fleet {
+    pub state: Arc<NodeState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Starts the election and the node heartbeat; both stop when `shutdown` fires.
+    pub fn start(pool: &PgPool, config: &Config, shutdown: &CancellationToken) -> Self {
+        let state = Arc::new(NodeState::new(
+            config.node_id.clone(),
+            config.cluster_name.clone(),
+        ));
+        let tasks = vec![
+            tokio::spawn(leader::run(
+                pool.clone(),
+                election_settings(config),
+                state.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(nodes::run(
+                pool.clone(),
+                state.clone(),
+                config.worker_autostart,
+                shutdown.clone(),
+            )),
+        ];
+        Self { state, tasks }
+    }
+
+    /// Waits for the background tasks to finish (after shutdown was signalled).
+    pub async fn join(self) {
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "fleet task failed");
+            }
+        }
+    }
+}

@@ -147,11 +147,49 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// The embedded default's Executor: an in-process mock on a local port that reports
+/// completions back to this replica. Only when neither a database nor an Executor is
+/// configured, so a production replica never sends runs to a mock by mistake.
+async fn embedded_executor(
+    config: &mut Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::mock_executor::{Behaviour, MockExecutor};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let callback_host = if config.host.is_unspecified() {
+        "127.0.0.1".parse()?
+    } else {
+        config.host
+    };
+    let callback: url::Url = format!(
+        "http://{}/",
+        std::net::SocketAddr::new(callback_host, config.port)
+    )
+    .parse()?;
+    MockExecutor::new(Behaviour {
+        callback_url: Some(callback),
+        callback_after_ms: 1000,
+        ..Behaviour::default()
+    })
+    .spawn(listener, shutdown.clone());
+    config.executor_url = Some(format!("http://{addr}/").parse()?);
+    tracing::warn!(
+        executor = %addr,
+        "no SCHEDULER_EXECUTOR_URL: runs go to the built-in mock Executor (it reports each run \
+         succeeded after 1 s; see GET http://{addr}/received)"
+    );
+    Ok(())
+}
+
 /// `cron-scheduler serve`: the whole replica lifecycle.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
+    if config.database_url.is_none() && config.executor_url.is_none() {
+        embedded_executor(&mut config, &shutdown).await?;
+    }
+    let config = Arc::new(config);
 
     let (url, embedded) = resolve_database(&config).await?;
     let result = async {

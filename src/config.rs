@@ -73,6 +73,19 @@ pub struct Config {
     pub executor_url: Option<Url>,
     /// `SCHEDULER_EXECUTOR_TOKEN`: bearer token sent to the Executor.
     pub executor_token: Option<Secret>,
+    /// `SCHEDULER_EXECUTOR_TIMEOUT_MS`: time limit of one launch request. Default `10000`.
+    pub executor_timeout: Duration,
+    /// `SCHEDULER_LAUNCH_MAX_ATTEMPTS`: launch attempts before a run ends `failed_launch`.
+    /// Default `8`.
+    pub launch_max_attempts: i32,
+    /// `SCHEDULER_LAUNCH_BACKOFF_MS`: delay before the first retry (doubling, with jitter,
+    /// up to 60 s). Default `500`.
+    pub launch_backoff: Duration,
+    /// `SCHEDULER_LAUNCH_CONCURRENCY`: launches in flight per replica. Default `64`.
+    pub launch_concurrency: usize,
+    /// `SCHEDULER_RUN_TIMEOUT_MS`: a running run with no completion report after this long
+    /// ends `timed_out`. Default `3600000` (1 h).
+    pub run_timeout: Duration,
     /// `SCHEDULER_CLUSTER_NAME`: replicas with the same name form one fleet (one leader).
     /// Default `default`.
     pub cluster_name: String,
@@ -150,6 +163,21 @@ impl Config {
                 .map(|v| parse_http_url("SCHEDULER_EXECUTOR_URL", &v))
                 .transpose()?,
             executor_token: env.get("SCHEDULER_EXECUTOR_TOKEN").map(Secret),
+            executor_timeout: env.millis("SCHEDULER_EXECUTOR_TIMEOUT_MS", 10_000)?,
+            launch_max_attempts: env.parse_with("SCHEDULER_LAUNCH_MAX_ATTEMPTS", 8, |v| {
+                v.parse::<i32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or("a whole number from 1 to 100")
+            })?,
+            launch_backoff: env.millis("SCHEDULER_LAUNCH_BACKOFF_MS", 500)?,
+            launch_concurrency: env.parse_with("SCHEDULER_LAUNCH_CONCURRENCY", 64, |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or("a whole number from 1 to 10000")
+            })?,
+            run_timeout: env.millis("SCHEDULER_RUN_TIMEOUT_MS", 3_600_000)?,
             cluster_name: env
                 .get("SCHEDULER_CLUSTER_NAME")
                 .unwrap_or_else(|| "default".into()),

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod launch;
 pub mod preview;
 pub mod runs;
 pub mod schedules;
@@ -69,6 +70,10 @@ impl AppState {
         preview::preview,
         runs::get_run,
         runs::list_schedule_runs,
+        launch::manual_launch,
+        launch::trigger_schedule,
+        launch::backfill_schedule,
+        launch::complete_run,
         worker::start_worker,
         worker::stop_worker,
         worker::worker_status,
@@ -88,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::router())
         .merge(preview::router())
         .merge(runs::router())
+        .merge(launch::router())
         .merge(worker::router())
         .merge(health::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))

@@ -1,6 +1,7 @@
 //! The fleet: leader election ([`leader`]), the node registry ([`nodes`]), the ticker
 //! ([`ticker`], with its pure planning in [`ticks`]) and the fleet-wide worker switch
-//! (`fleet_state.worker_enabled`, set through `/worker/start` and `/worker/stop`).
+//! (`fleet_state.worker_enabled`, set through `/worker/start` and `/worker/stop`). Every
+//! replica also runs the dispatcher of [`crate::launcher`] when an Executor is configured.
 
 pub mod leader;
 pub mod nodes;
@@ -13,7 +14,10 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    launcher::{self, LaunchSettings, executor::ExecutorClient},
+};
 use leader::{ElectionSettings, NodeState};
 use ticker::TickSettings;
 use ticks::CatchupLimits;
@@ -54,7 +58,7 @@ impl Fleet {
             config.node_id.clone(),
             config.cluster_name.clone(),
         ));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(leader::run(
                 pool.clone(),
                 election_settings(config),
@@ -68,6 +72,26 @@ impl Fleet {
                 shutdown.clone(),
             )),
         ];
+        match &config.executor_url {
+            Some(url) => match ExecutorClient::new(
+                url,
+                config.executor_token.clone(),
+                config.executor_timeout,
+            ) {
+                Ok(client) => tasks.push(tokio::spawn(launcher::run(
+                    pool.clone(),
+                    client,
+                    LaunchSettings::from_config(config),
+                    shutdown.clone(),
+                ))),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the Executor client; this replica launches nothing")
+                }
+            },
+            None => tracing::warn!(
+                "SCHEDULER_EXECUTOR_URL is not set: this replica launches nothing (runs stay pending)"
+            ),
+        }
         Self { state, tasks }
     }
 

@@ -218,6 +218,13 @@ pub async fn tick_once(
             .execute(&mut *tx)
             .await?;
         }
+        if written > 0 {
+            // Dispatchers on every replica wake for the new runs.
+            sqlx::query("select pg_notify($1, '')")
+                .bind(crate::launcher::RUNS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
         if !broken.is_empty() {
             sqlx::query("update schedules set paused = true, updated_at = now() where schedule_id = any($1)")
                 .bind(&broken)

@@ -1,5 +1,5 @@
-//! Run queries (the read side). Listing walks `runs_schedule_idx`
-//! (`schedule_id, scheduled_for desc`) with keyset pagination: `(schedule_id,
+//! Run queries (the read side). Listing walks the unique `(schedule_id, scheduled_for)`
+//! index backwards with keyset pagination: `(schedule_id,
 //! scheduled_for)` is unique, so "older than the last tick seen" names the next page
 //! exactly, however many runs are inserted meanwhile.
 

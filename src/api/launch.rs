@@ -1,0 +1,403 @@
+//! Launch endpoints: manual launches, trigger-now, bounded backfill, and the Executor's
+//! completion report.
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{JsonBody, PathParams, QueryParams, parse_param},
+};
+use crate::{
+    launcher::RUNS_CHANNEL,
+    runs::{Run, store as runs_store},
+    schedules::{
+        CronSpec, Window,
+        model::{ScheduleId, validate_name, validate_version},
+    },
+};
+
+/// Most ticks one backfill request may create.
+pub const MAX_BACKFILL_TICKS: usize = 1000;
+/// Longest idempotency key / error text accepted.
+const MAX_KEY_LEN: usize = 256;
+const MAX_ERROR_LEN: usize = 4096;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/run-launcher/start", post(manual_launch))
+        .route("/schedules/{schedule_id}/trigger", post(trigger_schedule))
+        .route("/schedules/{schedule_id}/backfill", post(backfill_schedule))
+        .route("/runs/{run_id}/complete", post(complete_run))
+}
+
+async fn notify_runs(pool: &PgPool) {
+    // Best effort: dispatchers also poll.
+    let _ = sqlx::query("select pg_notify($1, '')")
+        .bind(RUNS_CHANNEL)
+        .execute(pool)
+        .await;
+}
+
+async fn fetch_run(pool: &PgPool, run_id: Uuid) -> ApiResult<Run> {
+    runs_store::get(pool, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run with id {run_id}")))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ManualLaunchQuery {
+    /// Workflow to launch (required).
+    workflow_id: Option<String>,
+    /// Its version, at least 1 (required).
+    version: Option<String>,
+    /// On whose behalf (required).
+    user_id: Option<String>,
+    /// The logical time of the run, RFC 3339; default now.
+    scheduled_for: Option<String>,
+    /// The same key always names the same run: a second call launches nothing new.
+    /// Default: a fresh key (every call is a new run).
+    idempotency_key: Option<String>,
+}
+
+/// Launch a workflow version now, outside any schedule. Idempotent on `idempotency_key`.
+#[utoipa::path(
+    post, path = "/run-launcher/start", tag = "runs",
+    params(ManualLaunchQuery),
+    responses(
+        (status = 201, description = "A new run, pending launch", body = Run),
+        (status = 200, description = "The run this key already names", body = Run),
+        (status = 409, description = "The key names a run of another workflow, version or user", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn manual_launch(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ManualLaunchQuery>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    let workflow_id = q
+        .workflow_id
+        .ok_or_else(|| ApiError::invalid("workflow_id", "workflow_id is required"))?;
+    validate_name(&workflow_id, "workflow_id")?;
+    let version = parse_param(
+        q.version.as_deref(),
+        "version",
+        "an integer from 1 to 2147483647",
+        |v| v.parse::<i64>().ok(),
+    )?
+    .ok_or_else(|| ApiError::invalid("version", "version is required"))?;
+    let version = validate_version(version)?;
+    let user_id = q
+        .user_id
+        .ok_or_else(|| ApiError::invalid("user_id", "user_id is required"))?;
+    validate_name(&user_id, "user_id")?;
+    let scheduled_for = parse_param(
+        q.scheduled_for.as_deref(),
+        "scheduled_for",
+        "an RFC 3339 time",
+        |v| v.parse::<DateTime<Utc>>().ok(),
+    )?;
+    let run_id = Uuid::now_v7();
+    let key = match q.idempotency_key {
+        Some(k) if k.is_empty() || k.len() > MAX_KEY_LEN || k.chars().any(char::is_control) => {
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                format!("idempotency_key must be 1 to {MAX_KEY_LEN} printable characters"),
+            ));
+        }
+        Some(k) => k,
+        None => run_id.to_string(),
+    };
+
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
+           workflow_id, version, user_id, idempotency_key, created_by) \
+         values ($1, null, coalesce($2, now()), now(), 'pending', 'manual', $3, $4, $5, $6, $7) \
+         on conflict (idempotency_key) do nothing returning run_id",
+    )
+    .bind(run_id)
+    .bind(scheduled_for)
+    .bind(&workflow_id)
+    .bind(version)
+    .bind(&user_id)
+    .bind(&key)
+    .bind(&state.config.node_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    if let Some(id) = inserted {
+        notify_runs(&state.pool).await;
+        return Ok((StatusCode::CREATED, Json(fetch_run(&state.pool, id).await?)));
+    }
+    let existing: Uuid = sqlx::query_scalar("select run_id from runs where idempotency_key = $1")
+        .bind(&key)
+        .fetch_one(&state.pool)
+        .await?;
+    let run = fetch_run(&state.pool, existing).await?;
+    if run.workflow_id != workflow_id || run.version != version || run.user_id != user_id {
+        return Err(ApiError::Conflict(
+            "idempotency_key already names a run of another workflow, version or user".into(),
+        ));
+    }
+    Ok((StatusCode::OK, Json(run)))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ScheduleRow {
+    workflow_id: String,
+    version: i32,
+    user_id: String,
+    cron_expr: String,
+    timezone: String,
+    start_at: Option<DateTime<Utc>>,
+    end_at: Option<DateTime<Utc>>,
+    db_now: DateTime<Utc>,
+}
+
+async fn schedule_row(pool: &PgPool, raw_id: &str) -> ApiResult<(ScheduleId, ScheduleRow)> {
+    let not_found = || ApiError::not_found(format!("no schedule with id {raw_id:?}"));
+    let id = ScheduleId::parse(raw_id).map_err(|_| not_found())?;
+    let row: Option<ScheduleRow> = sqlx::query_as(
+        "select workflow_id, version, user_id, cron_expr, timezone, start_at, end_at, now() as db_now \
+         from schedules where schedule_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok((id, row.ok_or_else(not_found)?))
+}
+
+/// Run a schedule's workflow now (its overlap policy still applies at launch). Works on a
+/// paused schedule too: it is an explicit request.
+#[utoipa::path(
+    post, path = "/schedules/{schedule_id}/trigger", tag = "runs",
+    params(("schedule_id" = String, Path, description = "Schedule id")),
+    responses(
+        (status = 201, body = Run),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn trigger_schedule(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    let (id, s) = schedule_row(&state.pool, &id).await?;
+    let run_id = Uuid::now_v7();
+    let inserted = sqlx::query(
+        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
+           workflow_id, version, user_id, idempotency_key, created_by) \
+         values ($1, $2, now(), now(), 'pending', 'manual', $3, $4, $5, $1::text, $6) \
+         on conflict do nothing",
+    )
+    .bind(run_id)
+    .bind(id.as_str())
+    .bind(&s.workflow_id)
+    .bind(s.version)
+    .bind(&s.user_id)
+    .bind(&state.config.node_id)
+    .execute(&state.pool)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::Conflict(
+            "a run of this schedule already exists for this instant; retry".into(),
+        ));
+    }
+    notify_runs(&state.pool).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(fetch_run(&state.pool, run_id).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// First instant (inclusive), RFC 3339.
+    pub from: Option<DateTime<Utc>>,
+    /// Last instant (inclusive), RFC 3339; not in the future.
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillResponse {
+    /// Ticks of the schedule in the range (within its start/end bounds).
+    pub ticks: usize,
+    /// New runs created.
+    pub created: u64,
+    /// Ticks that already had a run (left as they are).
+    pub existing: u64,
+}
+
+/// Create runs for a schedule's past ticks in `[from, to]`, at most 1000. Ticks that
+/// already have a run keep it (one run per tick). The runs launch at once, subject to the
+/// schedule's overlap policy (use `queue` to run a backfill one after another).
+#[utoipa::path(
+    post, path = "/schedules/{schedule_id}/backfill", tag = "runs",
+    params(("schedule_id" = String, Path, description = "Schedule id")),
+    request_body = BackfillRequest,
+    responses(
+        (status = 200, body = BackfillResponse),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn backfill_schedule(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonBody(req): JsonBody<BackfillRequest>,
+) -> ApiResult<Json<BackfillResponse>> {
+    let from = req
+        .from
+        .ok_or_else(|| ApiError::invalid("from", "from is required"))?;
+    let to = req
+        .to
+        .ok_or_else(|| ApiError::invalid("to", "to is required"))?;
+    if to < from {
+        return Err(ApiError::invalid("to", "to must not be before from"));
+    }
+    let (id, s) = schedule_row(&state.pool, &id).await?;
+    if to > s.db_now {
+        return Err(ApiError::invalid(
+            "to",
+            "to must not be in the future; future ticks fire on their own",
+        ));
+    }
+    let spec = CronSpec::parse(&s.cron_expr, &s.timezone)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?;
+    let window = Window {
+        spec,
+        start_at: s.start_at,
+        end_at: s.end_at,
+    };
+    let ticks: Vec<DateTime<Utc>> = window
+        .ticks_from(from)
+        .take_while(|t| *t <= to)
+        .take(MAX_BACKFILL_TICKS + 1)
+        .collect();
+    if ticks.len() > MAX_BACKFILL_TICKS {
+        return Err(ApiError::invalid(
+            "to",
+            format!(
+                "the range holds more than {MAX_BACKFILL_TICKS} ticks; backfill in smaller ranges"
+            ),
+        ));
+    }
+    let run_ids: Vec<Uuid> = ticks.iter().map(|_| Uuid::now_v7()).collect();
+    let created = sqlx::query(
+        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
+           workflow_id, version, user_id, idempotency_key, created_by) \
+         select r.run_id, $3, r.scheduled_for, now(), 'pending', 'backfill', $4, $5, $6, \
+           r.run_id::text, $7 \
+         from unnest($1::uuid[], $2::timestamptz[]) as r(run_id, scheduled_for) \
+         on conflict do nothing",
+    )
+    .bind(&run_ids)
+    .bind(&ticks)
+    .bind(id.as_str())
+    .bind(&s.workflow_id)
+    .bind(s.version)
+    .bind(&s.user_id)
+    .bind(&state.config.node_id)
+    .execute(&state.pool)
+    .await?
+    .rows_affected();
+    if created > 0 {
+        notify_runs(&state.pool).await;
+    }
+    Ok(Json(BackfillResponse {
+        ticks: ticks.len(),
+        created,
+        existing: ticks.len() as u64 - created,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// `succeeded` or `failed`.
+    pub status: Option<String>,
+    /// Why it failed (kept on the run, at most 4096 characters).
+    pub error: Option<String>,
+}
+
+/// The Executor reports the end of a run. Reporting the same end again is a no-op (200);
+/// a different end for a finished run is 409.
+#[utoipa::path(
+    post, path = "/runs/{run_id}/complete", tag = "runs",
+    params(("run_id" = String, Path, description = "Run id")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, body = Run),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn complete_run(
+    State(state): State<AppState>,
+    PathParams(run_id): PathParams<String>,
+    JsonBody(req): JsonBody<CompleteRequest>,
+) -> ApiResult<Json<Run>> {
+    let run_id = Uuid::parse_str(&run_id)
+        .map_err(|_| ApiError::not_found(format!("no run with id {run_id:?}")))?;
+    let status = match req.status.as_deref() {
+        Some(s @ ("succeeded" | "failed")) => s.to_owned(),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!("status {other:?} is not one of succeeded, failed"),
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "status",
+                "status is required (succeeded or failed)",
+            ));
+        }
+    };
+    if req
+        .error
+        .as_ref()
+        .is_some_and(|e| e.chars().count() > MAX_ERROR_LEN)
+    {
+        return Err(ApiError::invalid(
+            "error",
+            format!("error is longer than {MAX_ERROR_LEN} characters"),
+        ));
+    }
+    let updated = sqlx::query(
+        "update runs set status = $2, last_error = $3, finished_at = now(), \
+           launched_at = coalesce(launched_at, now()), exclusive_slot = false, lease_until = null, \
+           updated_at = now() \
+         where run_id = $1 and status in ('launching', 'running')",
+    )
+    .bind(run_id)
+    .bind(&status)
+    .bind(&req.error)
+    .execute(&state.pool)
+    .await?
+    .rows_affected();
+    let run = fetch_run(&state.pool, run_id).await?;
+    if updated == 0 && run.status.as_str() != status {
+        return Err(ApiError::Conflict(format!(
+            "run {run_id} is {}; it cannot become {status}",
+            run.status
+        )));
+    }
+    if updated > 0 {
+        // A slot is free: a queued run may launch now.
+        notify_runs(&state.pool).await;
+    }
+    Ok(Json(run))
+}

@@ -32,6 +32,10 @@ struct Node {
 
 impl Node {
     fn start(db_url: &str, id: &str, dir: &std::path::Path) -> Self {
+        Self::start_with(db_url, id, dir, &[])
+    }
+
+    fn start_with(db_url: &str, id: &str, dir: &std::path::Path, extra: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -53,6 +57,7 @@ impl Node {
             .env("SCHEDULER_DEFAULT_CATCHUP_POLICY", "fire_immediately")
             .env("SCHEDULER_WORKER_AUTOSTART", "true")
             .env("RUST_LOG", "info")
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -276,4 +281,109 @@ async fn leader_kill_freeze_and_shutdown_leave_one_run_per_tick() {
         };
         assert!(*took < bound, "{fault:?} takeover took {took:?}");
     }
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_launch_has_its_runs_reclaimed_and_delivered() {
+    use cron_scheduler::mock_executor::Behaviour;
+
+    use crate::{
+        common::TestApp,
+        launcher::{Mock, launch_config},
+    };
+
+    // A slow Executor: the first replica is killed while its requests hang.
+    let mock = Mock::start(Behaviour {
+        delay_ms: 4000,
+        ..Behaviour::default()
+    })
+    .await;
+    let (url, pool) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let executor = mock.url.to_string();
+    let mut a = Node::start_with(
+        &url,
+        "doomed",
+        dir.path(),
+        &[
+            ("SCHEDULER_EXECUTOR_URL", &executor),
+            ("SCHEDULER_EXECUTOR_TIMEOUT_MS", "1000"),
+        ],
+    );
+    a.ready(&http).await;
+    let base = format!("http://127.0.0.1:{}", a.port);
+    http.put(format!("{base}/workflows/wf/versions/1"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let r = http
+            .post(format!(
+                "{base}/run-launcher/start?workflow_id=wf&version=1&user_id=u&idempotency_key=k{i}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    wait_for(
+        "claimed by the doomed replica",
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from runs where status = 'launching' and launched_by = 'doomed'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 4
+        },
+    )
+    .await;
+    a.signal(Signal::SIGKILL);
+    a.reap();
+
+    let mut b = mock.mock.behaviour();
+    b.delay_ms = 0;
+    mock.mock.set_behaviour(b);
+    let survivor = TestApp::spawn_on(url, pool.clone(), |c| launch_config(c, &mock.url)).await;
+    wait_for(
+        "reclaimed and delivered",
+        Duration::from_secs(30),
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from runs where status = 'running' and launched_by = 'test-node'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 4
+        },
+    )
+    .await;
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("select attempt from runs order by idempotency_key")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        attempts.iter().all(|a| *a >= 2),
+        "reclaimed runs are new attempts: {attempts:?}"
+    );
+    let accepted: Vec<String> = mock
+        .mock
+        .received()
+        .into_iter()
+        .filter(|r| r.status == 202 || r.status == 409)
+        .map(|r| r.idempotency_key)
+        .collect();
+    for i in 0..4 {
+        assert!(
+            accepted.contains(&format!("k{i}")),
+            "k{i} delivered under its own key: {accepted:?}"
+        );
+    }
+    survivor.stop().await;
 }

@@ -6,6 +6,7 @@ mod embedded_default;
 mod failover;
 mod fleet;
 mod health;
+mod launcher;
 mod preview;
 mod runs;
 mod schedules;

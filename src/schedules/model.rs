@@ -97,6 +97,9 @@ pub struct ScheduleRequest {
     pub next_fire_times: Option<IgnoredAny>,
     #[schema(ignore)]
     #[serde(default)]
+    pub missed_uncounted: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
     pub created_at: Option<IgnoredAny>,
     #[schema(ignore)]
     #[serde(default)]
@@ -288,6 +291,8 @@ pub struct Schedule {
     pub status: ScheduleStatus,
     /// The next nominal fire times (UTC, before jitter); empty when paused or completed.
     pub next_fire_times: Vec<DateTime<Utc>>,
+    /// Missed ticks beyond the bound of recorded `missed` runs (counted, not stored).
+    pub missed_uncounted: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -33,7 +33,7 @@ pub enum StoreError {
 /// The columns every read selects, plus the database clock.
 const COLUMNS: &str = "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
     start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-    created_at, updated_at, now() as db_now";
+    missed_uncounted, created_at, updated_at, now() as db_now";
 
 #[derive(Debug, sqlx::FromRow)]
 struct ScheduleRow {
@@ -50,6 +50,7 @@ struct ScheduleRow {
     catchup_policy: String,
     paused: bool,
     next_due_at: Option<DateTime<Utc>>,
+    missed_uncounted: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     db_now: DateTime<Utc>,
@@ -98,6 +99,7 @@ impl ScheduleRow {
             paused: self.paused,
             status,
             next_fire_times,
+            missed_uncounted: self.missed_uncounted,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

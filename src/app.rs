@@ -12,13 +12,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, AppState},
+    api::{self, AppState, auth::Role},
     config::Config,
     db::{
         self, PoolSettings,
         embedded::{self, DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
     },
     fleet::{Fleet, leader::NodeState},
+    telemetry::Telemetry,
 };
 
 /// A running replica: the API on its listener plus its part in the fleet.
@@ -39,13 +40,27 @@ impl Replica {
         shutdown: CancellationToken,
     ) -> Self {
         let grace = config.shutdown_grace;
-        let fleet = Fleet::start(&pool, &config, &shutdown);
+        let header_read_timeout = config.header_read_timeout;
+        let telemetry = match Telemetry::new(&config) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics pipeline failed; OTLP export disabled");
+                let mut plain = (*config).clone();
+                plain.otlp_endpoint = None;
+                Arc::new(Telemetry::new(&plain).expect("a Prometheus-only pipeline builds"))
+            }
+        };
+        telemetry.observe_pool(pool.clone());
+        let fleet = Fleet::start(&pool, &config, &shutdown, telemetry.metrics.clone());
         let node = fleet.state.clone();
-        let app = api::router(AppState::new(pool, config, node.clone()));
+        let app = api::router(AppState::new(pool, config, node.clone(), telemetry.clone()));
         let task = tokio::spawn(async move {
-            let server = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-            let server = tokio::spawn(server.into_future());
+            let server = tokio::spawn(api::server::serve(
+                listener,
+                app,
+                header_read_timeout,
+                shutdown.clone(),
+            ));
             shutdown.cancelled().await;
             match tokio::time::timeout(grace, server).await {
                 Ok(joined) => joined.context("HTTP server task failed")??,
@@ -100,6 +115,7 @@ async fn resolve_database(config: &Config) -> anyhow::Result<(String, Option<Emb
         ephemeral: false,
         on_exit: OnExit::Stop,
         max_connections: 200,
+        port: None,
     };
     tracing::info!(dir = %opts.dir.display(), "no database URL set: starting the embedded PostgreSQL");
     let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
@@ -167,9 +183,25 @@ async fn embedded_executor(
         std::net::SocketAddr::new(callback_host, config.port)
     )
     .parse()?;
+    // With auth on, the mock reports completions with an executor token of its own.
+    let callback_token = if config.auth_enabled()? {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        config
+            .api_tokens
+            .insert(Role::Executor, &token)
+            .map_err(|e| anyhow::anyhow!("mock Executor token: {e}"))?;
+        Some(token)
+    } else {
+        None
+    };
     MockExecutor::new(Behaviour {
         callback_url: Some(callback),
         callback_after_ms: 1000,
+        callback_token,
         ..Behaviour::default()
     })
     .spawn(listener, shutdown.clone());
@@ -182,12 +214,38 @@ async fn embedded_executor(
     Ok(())
 }
 
+/// Says, as loudly as a log can, that the API is open.
+fn warn_auth_off(config: &Config) {
+    let why = if config.database_url.is_none() {
+        "the embedded default with no API token configured"
+    } else {
+        "SCHEDULER_AUTH=off"
+    };
+    tracing::warn!(
+        reason = why,
+        "AUTHENTICATION IS OFF: anyone who can reach {}:{} can read, change and delete every \
+         schedule. Set SCHEDULER_API_TOKENS (or SCHEDULER_API_TOKENS_FILE) to require tokens.",
+        config.host,
+        config.port
+    );
+    if !config.host.is_loopback() {
+        tracing::warn!(
+            host = %config.host,
+            "AUTHENTICATION IS OFF and the API listens beyond this machine; set \
+             SCHEDULER_HOST=127.0.0.1 for a local-only playground"
+        );
+    }
+}
+
 /// `cron-scheduler serve`: the whole replica lifecycle.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     if config.database_url.is_none() && config.executor_url.is_none() {
         embedded_executor(&mut config, &shutdown).await?;
+    }
+    if !config.auth_enabled()? {
+        warn_auth_off(&config);
     }
     let config = Arc::new(config);
 

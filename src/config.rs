@@ -10,7 +10,13 @@ use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
 use url::Url;
 
-use crate::schedules::{CatchupPolicy, OverlapPolicy};
+use crate::{
+    api::{
+        auth::{AuthSwitch, JwtSettings, TokenSet},
+        rate_limit::IpNet,
+    },
+    schedules::{CatchupPolicy, OverlapPolicy},
+};
 
 /// A configuration error: which variable, and what was wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +62,8 @@ pub struct Config {
     pub port: u16,
     /// `SCHEDULER_RELOAD`: accepted for compatibility with the seed service; ignored.
     pub reload: bool,
-    /// `SCHEDULER_DATABASE_URL`, else `DATABASE_URL`: PostgreSQL URL. Unset: the embedded
+    /// `SCHEDULER_DATABASE_URL` (or the file named by `SCHEDULER_DATABASE_URL_FILE`), else
+    /// `DATABASE_URL`: PostgreSQL URL. Unset: the embedded
     /// default (a local cluster under `data_dir`).
     pub database_url: Option<Secret>,
     /// `SCHEDULER_DATA_DIR`: where the embedded cluster lives. Default `./.cron-scheduler`.
@@ -71,7 +78,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// `SCHEDULER_EXECUTOR_URL`: base URL of the Executor (`{url}/runs`).
     pub executor_url: Option<Url>,
-    /// `SCHEDULER_EXECUTOR_TOKEN`: bearer token sent to the Executor.
+    /// `SCHEDULER_EXECUTOR_TOKEN` (or the file named by `SCHEDULER_EXECUTOR_TOKEN_FILE`):
+    /// bearer token sent to the Executor.
     pub executor_token: Option<Secret>,
     /// `SCHEDULER_EXECUTOR_TIMEOUT_MS`: time limit of one launch request. Default `10000`.
     pub executor_timeout: Duration,
@@ -121,6 +129,44 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `SCHEDULER_LOG_FORMAT`: `auto`, `json` or `pretty`. Default `auto`.
     pub log_format: LogFormat,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: OTLP/gRPC collector for metrics and traces (e.g.
+    /// `http://otel-collector:4317`). Unset, or `OTEL_SDK_DISABLED=true`: no OTLP export.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the service name on exported telemetry. Default `cron-scheduler`.
+    pub otel_service_name: String,
+    /// `OTEL_METRIC_EXPORT_INTERVAL`: milliseconds between OTLP metric pushes. Default `60000`.
+    pub otlp_metric_interval: Duration,
+
+    // Security: credentials, rate limits, limits on what clients control (README,
+    // "Security"; `api::auth`, `api::rate_limit`, `api::server`).
+    /// `SCHEDULER_AUTH`: `on` or `off`. Unset: on when a token or JWT key is configured;
+    /// with none, off (loudly) for the embedded default and a start-up error when a
+    /// database URL is set. See [`Config::auth_enabled`].
+    pub auth: AuthSwitch,
+    /// `SCHEDULER_API_TOKENS` and/or the file named by `SCHEDULER_API_TOKENS_FILE` (merged):
+    /// `admin:<token>`, `user:<user_id>:<token>`, `executor:<token>`, separated by commas
+    /// or newlines. Kept only as SHA-256 digests.
+    pub api_tokens: TokenSet,
+    /// `SCHEDULER_JWT_HS256_SECRET` (or `SCHEDULER_JWT_HS256_SECRET_FILE`), or
+    /// `SCHEDULER_JWT_RS256_PUBLIC_KEY_FILE`: JWTs signed with this key are accepted too.
+    /// `SCHEDULER_JWT_USER_CLAIM` (default `sub`) names the user-id claim;
+    /// `SCHEDULER_JWT_AUDIENCE` and `SCHEDULER_JWT_ISSUER`, when set, must match.
+    pub jwt: Option<JwtSettings>,
+    /// `SCHEDULER_METRICS_PUBLIC`: serve `/metrics` without a token. Default `true`.
+    pub metrics_public: bool,
+    /// `SCHEDULER_RATE_LIMIT_PER_SEC`: requests per second per token (per client address
+    /// when unauthenticated), per replica; `0` turns rate limiting off. Default `50`.
+    pub rate_limit_per_sec: u32,
+    /// `SCHEDULER_RATE_LIMIT_BURST`: requests a caller may send at once. Default `100`.
+    pub rate_limit_burst: u32,
+    /// `SCHEDULER_TRUSTED_PROXIES`: addresses or CIDR blocks (comma-separated) whose
+    /// `X-Forwarded-For` is believed. Default none: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `SCHEDULER_MAX_DAG_BYTES`: largest workflow DAG, as compact JSON. Default `262144`.
+    pub max_dag_bytes: usize,
+    /// `SCHEDULER_HEADER_READ_TIMEOUT_MS`: time a client has to send a request's headers,
+    /// and the longest an idle kept-alive connection stays open. Default `10000`.
+    pub header_read_timeout: Duration,
 }
 
 impl Config {
@@ -143,7 +189,8 @@ impl Config {
             })?,
             reload: env.bool("SCHEDULER_RELOAD", false)?,
             database_url: env
-                .get("SCHEDULER_DATABASE_URL")
+                .secret("SCHEDULER_DATABASE_URL", "SCHEDULER_DATABASE_URL_FILE")?
+                .map(|s| s.0)
                 .or_else(|| env.get("DATABASE_URL"))
                 .map(|url| validate_database_url(&url).map(|()| Secret(url)))
                 .transpose()?,
@@ -162,7 +209,8 @@ impl Config {
                 .get("SCHEDULER_EXECUTOR_URL")
                 .map(|v| parse_http_url("SCHEDULER_EXECUTOR_URL", &v))
                 .transpose()?,
-            executor_token: env.get("SCHEDULER_EXECUTOR_TOKEN").map(Secret),
+            executor_token: env
+                .secret("SCHEDULER_EXECUTOR_TOKEN", "SCHEDULER_EXECUTOR_TOKEN_FILE")?,
             executor_timeout: env.millis("SCHEDULER_EXECUTOR_TIMEOUT_MS", 10_000)?,
             launch_max_attempts: env.parse_with("SCHEDULER_LAUNCH_MAX_ATTEMPTS", 8, |v| {
                 v.parse::<i32>()
@@ -228,6 +276,60 @@ impl Config {
                     _ => Err("one of auto, json, pretty"),
                 }
             })?,
+            otlp_endpoint: if env.bool("OTEL_SDK_DISABLED", false)? {
+                None
+            } else {
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(|v| parse_http_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v).map(|_| v))
+                    .transpose()?
+            },
+            otel_service_name: env
+                .get("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| "cron-scheduler".into()),
+            otlp_metric_interval: env.millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000)?,
+
+            auth: env.parse_with("SCHEDULER_AUTH", AuthSwitch::Auto, |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "on" | "true" => Ok(AuthSwitch::On),
+                    "off" | "false" => Ok(AuthSwitch::Off),
+                    _ => Err("on or off"),
+                }
+            })?,
+            api_tokens: env.api_tokens()?,
+            jwt: env.jwt()?,
+            metrics_public: env.bool("SCHEDULER_METRICS_PUBLIC", true)?,
+            rate_limit_per_sec: env.parse_with("SCHEDULER_RATE_LIMIT_PER_SEC", 50, |v| {
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= 1_000_000)
+                    .ok_or("a whole number from 0 (off) to 1000000")
+            })?,
+            rate_limit_burst: env.parse_with("SCHEDULER_RATE_LIMIT_BURST", 100, |v| {
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or("a whole number from 1 to 1000000")
+            })?,
+            trusted_proxies: match env.get("SCHEDULER_TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::parse)
+                    .collect::<Result<_, String>>()
+                    .map_err(|message| ConfigError {
+                        var: "SCHEDULER_TRUSTED_PROXIES",
+                        message,
+                    })?,
+            },
+            max_dag_bytes: env.parse_with("SCHEDULER_MAX_DAG_BYTES", 256 << 10, |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (2..=64 << 20).contains(n))
+                    .ok_or("a byte count from 2 to 67108864")
+            })?,
+            header_read_timeout: env.millis("SCHEDULER_HEADER_READ_TIMEOUT_MS", 10_000)?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -253,6 +355,37 @@ impl Config {
             });
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Whether requests must authenticate, decided once at start-up:
+    /// - `SCHEDULER_AUTH=off`: no (every caller acts as admin);
+    /// - `SCHEDULER_AUTH=on`: yes, and a token or JWT key must be configured;
+    /// - unset: yes when a token or JWT key is configured; with none, no for the embedded
+    ///   default (no database URL: a local playground; `serve` warns loudly), and an
+    ///   error with a database URL, so a shared deployment never starts open by accident.
+    pub fn auth_enabled(&self) -> Result<bool, ConfigError> {
+        let credentials = !self.api_tokens.is_empty() || self.jwt.is_some();
+        match self.auth {
+            AuthSwitch::Off => Ok(false),
+            AuthSwitch::On | AuthSwitch::Auto if credentials => Ok(true),
+            AuthSwitch::On => Err(ConfigError {
+                var: "SCHEDULER_API_TOKENS",
+                message: "SCHEDULER_AUTH=on but no credential is configured: set \
+                          SCHEDULER_API_TOKENS, SCHEDULER_API_TOKENS_FILE or a JWT key"
+                    .into(),
+            }),
+            AuthSwitch::Auto if self.database_url.is_none() => Ok(false),
+            AuthSwitch::Auto => Err(ConfigError {
+                var: "SCHEDULER_API_TOKENS",
+                message: "a database URL is set but no API credential is: refusing to serve \
+                          an open API. Set SCHEDULER_API_TOKENS (or SCHEDULER_API_TOKENS_FILE, \
+                          or a JWT key), or SCHEDULER_AUTH=off to serve without \
+                          authentication"
+                    .into(),
+            }),
+        }
     }
 }
 
@@ -301,6 +434,98 @@ impl Env<'_> {
                 .map(Duration::from_millis)
                 .ok_or("milliseconds from 1 to 86400000")
         })
+    }
+}
+
+/// Reads of secrets and credentials, which may come from mounted files.
+impl Env<'_> {
+    /// `var`, or the contents of the file named by `file_var` (trailing newline trimmed);
+    /// setting both is an error. Messages never include the value.
+    fn secret(
+        &self,
+        var: &'static str,
+        file_var: &'static str,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (self.get(var), self.read_file(file_var)?) {
+            (Some(_), Some(_)) => Err(ConfigError {
+                var,
+                message: format!("set either {var} or {file_var}, not both"),
+            }),
+            (Some(v), None) => Ok(Some(Secret(v))),
+            (None, Some(v)) => Ok(Some(Secret(v.trim_end_matches(['\n', '\r']).to_owned()))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn read_file(&self, file_var: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(path) = self.get(file_var) else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(path.trim())
+            .map(Some)
+            .map_err(|e| ConfigError {
+                var: file_var,
+                message: format!("cannot read {path:?}: {e}"),
+            })
+    }
+
+    fn api_tokens(&self) -> Result<TokenSet, ConfigError> {
+        let parse = |var: &'static str, text: &str| {
+            TokenSet::parse(text).map_err(|message| ConfigError { var, message })
+        };
+        let mut tokens = match self.get("SCHEDULER_API_TOKENS") {
+            Some(text) => parse("SCHEDULER_API_TOKENS", &text)?,
+            None => TokenSet::default(),
+        };
+        if let Some(text) = self.read_file("SCHEDULER_API_TOKENS_FILE")? {
+            tokens
+                .merge(parse("SCHEDULER_API_TOKENS_FILE", &text)?)
+                .map_err(|message| ConfigError {
+                    var: "SCHEDULER_API_TOKENS_FILE",
+                    message,
+                })?;
+        }
+        Ok(tokens)
+    }
+
+    fn jwt(&self) -> Result<Option<JwtSettings>, ConfigError> {
+        let hs256 = self.secret(
+            "SCHEDULER_JWT_HS256_SECRET",
+            "SCHEDULER_JWT_HS256_SECRET_FILE",
+        )?;
+        let rs256 = self.get("SCHEDULER_JWT_RS256_PUBLIC_KEY_FILE");
+        let settings = match (hs256, rs256) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    var: "SCHEDULER_JWT_HS256_SECRET",
+                    message: "set an HS256 secret or an RS256 public key, not both".into(),
+                });
+            }
+            (Some(secret), None) => JwtSettings::hs256(&secret).map_err(|message| ConfigError {
+                var: "SCHEDULER_JWT_HS256_SECRET",
+                message,
+            })?,
+            (None, Some(path)) => {
+                let var = "SCHEDULER_JWT_RS256_PUBLIC_KEY_FILE";
+                let pem = std::fs::read(path.trim()).map_err(|e| ConfigError {
+                    var,
+                    message: format!("cannot read {path:?}: {e}"),
+                })?;
+                JwtSettings::rs256_pem(&pem).map_err(|message| ConfigError { var, message })?
+            }
+            (None, None) => return Ok(None),
+        };
+        let mut settings = settings.user_claim(
+            self.get("SCHEDULER_JWT_USER_CLAIM")
+                .unwrap_or_else(|| "sub".into()),
+        );
+        if let Some(aud) = self.get("SCHEDULER_JWT_AUDIENCE") {
+            settings = settings.audience(&aud);
+        }
+        if let Some(iss) = self.get("SCHEDULER_JWT_ISSUER") {
+            settings = settings.issuer(&iss);
+        }
+        Ok(Some(settings))
     }
 }
 
@@ -388,6 +613,121 @@ mod tests {
             };
             assert_eq!(err.var, expected_var, "{value}");
         }
+    }
+
+    #[test]
+    fn credentials_come_from_variables_and_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(
+            &tokens,
+            "# mounted secret\nuser:bob:bob-token-0123456789\nexecutor:exec-token-0123456789\n",
+        )
+        .unwrap();
+        let exec = dir.path().join("exec");
+        std::fs::write(&exec, "outbound-secret-0123\n").unwrap();
+        let c = cfg(&[
+            ("SCHEDULER_API_TOKENS", "admin:admin-token-0123456789"),
+            ("SCHEDULER_API_TOKENS_FILE", tokens.to_str().unwrap()),
+            ("SCHEDULER_EXECUTOR_TOKEN_FILE", exec.to_str().unwrap()),
+            (
+                "SCHEDULER_JWT_HS256_SECRET",
+                "jwt-secret-jwt-secret-jwt-secret-0123",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.api_tokens.len(), 3);
+        assert_eq!(
+            c.executor_token.as_ref().unwrap().expose(),
+            "outbound-secret-0123"
+        );
+        assert!(c.auth_enabled().unwrap());
+        let debug = format!("{c:?}");
+        for secret in [
+            "admin-token",
+            "bob-token",
+            "exec-token",
+            "outbound-secret",
+            "jwt-secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        let both = cfg(&[
+            ("SCHEDULER_EXECUTOR_TOKEN", "x"),
+            ("SCHEDULER_EXECUTOR_TOKEN_FILE", exec.to_str().unwrap()),
+        ])
+        .unwrap_err();
+        assert_eq!(both.var, "SCHEDULER_EXECUTOR_TOKEN");
+        let missing = cfg(&[("SCHEDULER_API_TOKENS_FILE", "/nonexistent/tokens")]).unwrap_err();
+        assert_eq!(missing.var, "SCHEDULER_API_TOKENS_FILE");
+        let dup = cfg(&[
+            ("SCHEDULER_API_TOKENS", "admin:bob-token-0123456789"),
+            ("SCHEDULER_API_TOKENS_FILE", tokens.to_str().unwrap()),
+        ])
+        .unwrap_err();
+        assert!(!dup.to_string().contains("bob-token"), "{dup}");
+    }
+
+    #[test]
+    fn auth_is_off_only_explicitly_or_for_the_embedded_default() {
+        let db = ("SCHEDULER_DATABASE_URL", "postgres://u:pw@db/x");
+        let token = ("SCHEDULER_API_TOKENS", "admin:admin-token-0123456789");
+        assert!(
+            !cfg(&[]).unwrap().auth_enabled().unwrap(),
+            "embedded default"
+        );
+        let err = cfg(&[db]).unwrap().auth_enabled().unwrap_err();
+        assert_eq!(err.var, "SCHEDULER_API_TOKENS");
+        assert!(err.message.contains("SCHEDULER_AUTH=off"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+        assert!(
+            !cfg(&[db, ("SCHEDULER_AUTH", "off")])
+                .unwrap()
+                .auth_enabled()
+                .unwrap()
+        );
+        assert!(cfg(&[db, token]).unwrap().auth_enabled().unwrap());
+        assert!(cfg(&[token]).unwrap().auth_enabled().unwrap());
+        assert!(
+            cfg(&[("SCHEDULER_AUTH", "on")])
+                .unwrap()
+                .auth_enabled()
+                .is_err()
+        );
+        assert!(
+            !cfg(&[token, ("SCHEDULER_AUTH", "off")])
+                .unwrap()
+                .auth_enabled()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn security_settings_are_validated() {
+        for (var, value) in [
+            ("SCHEDULER_AUTH", "maybe"),
+            ("SCHEDULER_API_TOKENS", "admin:short"),
+            ("SCHEDULER_API_TOKENS", "root:long-enough-token-123"),
+            ("SCHEDULER_JWT_HS256_SECRET", "too-short"),
+            ("SCHEDULER_JWT_RS256_PUBLIC_KEY_FILE", "/nonexistent.pem"),
+            ("SCHEDULER_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("SCHEDULER_RATE_LIMIT_BURST", "0"),
+            ("SCHEDULER_MAX_DAG_BYTES", "lots"),
+            ("SCHEDULER_HEADER_READ_TIMEOUT_MS", "0"),
+            ("SCHEDULER_METRICS_PUBLIC", "sometimes"),
+        ] {
+            let err = cfg(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{value}");
+        }
+        let c = cfg(&[
+            ("SCHEDULER_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+            ("SCHEDULER_RATE_LIMIT_PER_SEC", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.rate_limit_per_sec, 0);
+        assert_eq!(c.max_dag_bytes, 256 * 1024);
+        assert!(c.metrics_public);
     }
 
     #[test]

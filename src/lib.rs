@@ -31,7 +31,8 @@ macro_rules! text_enum {
                 match s {
                     $($text => Ok($name::$variant),)+
                     _ => Err(format!(
-                        "{s:?} is not one of {}",
+                        "{} is not one of {}",
+                        $crate::api::error::quoted(s),
                         [$($text),+].join(", ")
                     )),
                 }
@@ -52,6 +53,7 @@ pub mod config;
 pub mod db;
 pub mod fleet;
 pub mod healthcheck;
+pub mod lab;
 pub mod launcher;
 pub mod mock_executor;
 pub mod runs;

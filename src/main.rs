@@ -94,7 +94,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_format);
+    // Serving an open API by accident is a configuration error, caught before anything
+    // starts (other subcommands serve no API and need no credentials).
+    if matches!(cli.command, None | Some(Command::Serve)) {
+        if let Err(e) = config.auth_enabled() {
+            eprintln!("cron-scheduler: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -103,6 +110,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Inside the runtime: the OTLP exporter needs it. The guard flushes spans at exit.
+        let _tracing = telemetry::init(
+            config.log_format,
+            config.otlp_endpoint.as_deref(),
+            &config.otel_service_name,
+        );
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => app::serve(config).await,
             Command::Migrate => app::migrate_only(config).await,

@@ -1,32 +1,323 @@
-//! Logging: `tracing` with the level from `RUST_LOG` (default `info`), JSON lines when
-//! stdout is not a terminal (production), human-readable when it is.
+//! Telemetry: one metrics API (OpenTelemetry) with two exports, traces over OTLP, and
+//! structured logs.
+//!
+//! - **Metrics**: every replica has its own meter provider with a Prometheus reader (served
+//!   on `/metrics`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, an OTLP push reader
+//!   (every `OTEL_METRIC_EXPORT_INTERVAL` ms, default 60 s). Names are prefixed
+//!   `scheduler_`; see [`Metrics`].
+//! - **Traces**: with an OTLP endpoint, `tracing` spans are exported through
+//!   `tracing-opentelemetry`: a span per API request (`http`, with route and status; a
+//!   caller's `traceparent` is honoured), per claim batch (`claim_batch`), per ticker batch
+//!   (`tick_batch`) and per launch attempt (`launch`, with run id, schedule id, attempt and
+//!   Executor status). A launch span's trace id is the run id, so all attempts of a run
+//!   form one trace, and its `traceparent` is what the Executor receives.
+//! - **Logs**: `tracing` with the level from `RUST_LOG` (default `info`), JSON lines when
+//!   stdout is not a terminal (production), human-readable when it is. JSON lines carry the
+//!   fields of the spans they happen in, so every log line of a launch has its run and
+//!   schedule ids.
 
-use std::io::IsTerminal;
+use std::{io::IsTerminal, sync::Arc, time::Duration};
 
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _},
+    trace::TracerProvider as _,
+};
+use opentelemetry_sdk::{
+    Resource,
+    metrics::{PeriodicReader, SdkMeterProvider},
+    trace::SdkTracerProvider,
+};
+use sqlx::PgPool;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use crate::config::{Config, LogFormat};
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+/// Fire-lag and launch-duration buckets, in seconds: a millisecond to ten minutes.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+/// Every instrument the service records. Names as Prometheus shows them (counters get
+/// `_total`).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// `scheduler_schedules_due`: schedules the ticker found due in its last pass.
+    pub schedules_due: Gauge<u64>,
+    /// `scheduler_runs_emitted_total{trigger}`: runs the ticker wrote to be launched.
+    pub runs_emitted: Counter<u64>,
+    /// `scheduler_runs_missed_total{reason}`: ticks recorded as missed (or counted).
+    pub runs_missed: Counter<u64>,
+    /// `scheduler_runs_skipped_overlap_total`: runs skipped by the `skip` policy.
+    pub runs_skipped_overlap: Counter<u64>,
+    /// `scheduler_runs_failed_launch_total{reason}`.
+    pub runs_failed_launch: Counter<u64>,
+    /// `scheduler_runs_launched_total`: launches the Executor accepted.
+    pub runs_launched: Counter<u64>,
+    /// `scheduler_runs_completed_total{status}`: completion reports and timeouts.
+    pub runs_completed: Counter<u64>,
+    /// `scheduler_fire_lag_seconds`: launch time − scheduled_for, for accepted launches.
+    pub fire_lag: Histogram<f64>,
+    /// `scheduler_launch_duration_seconds`: one Executor request.
+    pub launch_duration: Histogram<f64>,
+    /// `scheduler_executor_responses_total{class}`: `2xx`, `409`, `4xx`, `429`, `5xx`,
+    /// `timeout`, `error`.
+    pub executor_responses: Counter<u64>,
+    /// `scheduler_is_leader`: 1 on the leader, 0 elsewhere.
+    pub is_leader: Gauge<u64>,
+    /// `scheduler_leader_elections_total`: elections this replica won.
+    pub leader_elections: Counter<u64>,
+    /// `scheduler_http_requests_total{route,status}`.
+    pub http_requests: Counter<u64>,
+    /// `scheduler_http_request_duration_seconds{route}`.
+    pub http_duration: Histogram<f64>,
+}
+
+impl Metrics {
+    pub fn new(meter: &Meter) -> Self {
+        let latency = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_description(description)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        };
+        Self {
+            schedules_due: meter
+                .u64_gauge("scheduler_schedules_due")
+                .with_description("Schedules found due in the leader's last tick pass")
+                .build(),
+            runs_emitted: meter
+                .u64_counter("scheduler_runs_emitted")
+                .with_description("Runs written by the ticker to be launched")
+                .build(),
+            runs_missed: meter
+                .u64_counter("scheduler_runs_missed")
+                .with_description("Ticks recorded as missed under the catch-up policy")
+                .build(),
+            runs_skipped_overlap: meter
+                .u64_counter("scheduler_runs_skipped_overlap")
+                .with_description("Runs skipped because their schedule had a run in flight")
+                .build(),
+            runs_failed_launch: meter
+                .u64_counter("scheduler_runs_failed_launch")
+                .with_description("Runs that could not be launched")
+                .build(),
+            runs_launched: meter
+                .u64_counter("scheduler_runs_launched")
+                .with_description("Launches the Executor accepted")
+                .build(),
+            runs_completed: meter
+                .u64_counter("scheduler_runs_completed")
+                .with_description("Runs that ended after launch, by status")
+                .build(),
+            fire_lag: latency(
+                "scheduler_fire_lag_seconds",
+                "Launch time minus scheduled_for, for accepted launches",
+            ),
+            launch_duration: latency(
+                "scheduler_launch_duration_seconds",
+                "Duration of one launch request to the Executor",
+            ),
+            executor_responses: meter
+                .u64_counter("scheduler_executor_responses")
+                .with_description("Executor answers by class")
+                .build(),
+            is_leader: meter
+                .u64_gauge("scheduler_is_leader")
+                .with_description("1 when this replica leads its cluster")
+                .build(),
+            leader_elections: meter
+                .u64_counter("scheduler_leader_elections")
+                .with_description("Elections this replica won")
+                .build(),
+            http_requests: meter
+                .u64_counter("scheduler_http_requests")
+                .with_description("API requests by route and status")
+                .build(),
+            http_duration: latency(
+                "scheduler_http_request_duration_seconds",
+                "API request duration by route",
+            ),
+        }
+    }
+
+    /// Instruments that record into nothing (unit tests of code that takes metrics).
+    pub fn detached() -> Arc<Self> {
+        Arc::new(Self::new(
+            &SdkMeterProvider::default().meter("cron-scheduler"),
+        ))
+    }
+}
+
+/// A replica's metrics pipeline: instruments, the Prometheus registry behind `/metrics`,
+/// and the OTLP reader when configured.
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    meter: Meter,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+fn resource(config: &Config) -> Resource {
+    Resource::builder()
+        .with_service_name(config.otel_service_name.clone())
+        .with_attributes([
+            KeyValue::new("service.instance.id", config.node_id.clone()),
+            KeyValue::new("service.version", crate::VERSION),
+            KeyValue::new("scheduler.cluster", config.cluster_name.clone()),
+        ])
+        .build()
+}
+
+impl Telemetry {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let registry = prometheus::Registry::new();
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_reader(prometheus)
+            .with_resource(resource(config));
+        if let Some(endpoint) = &config.otlp_endpoint {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()?;
+            builder = builder.with_reader(
+                PeriodicReader::builder(exporter)
+                    .with_interval(config.otlp_metric_interval)
+                    .build(),
+            );
+        }
+        let provider = builder.build();
+        let meter = provider.meter("cron-scheduler");
+        Ok(Self {
+            metrics: Arc::new(Metrics::new(&meter)),
+            registry,
+            provider,
+            meter,
+        })
+    }
+
+    /// Adds the database pool gauges (`scheduler_db_pool_connections{state}`).
+    pub fn observe_pool(&self, pool: PgPool) {
+        let _gauge = self
+            .meter
+            .u64_observable_gauge("scheduler_db_pool_connections")
+            .with_description("Database pool connections by state (idle, in_use, max)")
+            .with_callback(move |observer| {
+                let size = u64::from(pool.size());
+                let idle = u64::try_from(pool.num_idle()).unwrap_or(0);
+                observer.observe(idle, &[KeyValue::new("state", "idle")]);
+                observer.observe(
+                    size.saturating_sub(idle),
+                    &[KeyValue::new("state", "in_use")],
+                );
+                observer.observe(
+                    u64::from(pool.options().get_max_connections()),
+                    &[KeyValue::new("state", "max")],
+                );
+            })
+            .build();
+    }
+
+    /// The Prometheus text exposition of this replica's metrics.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Flushes the OTLP reader (a last export) and stops it.
+    pub fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Keeps the trace pipeline alive; flushes it when dropped.
+#[derive(Debug, Default)]
+pub struct TracingGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber: logs, and span export when an OTLP endpoint is set.
+/// Safe to call more than once (later calls do nothing). Call inside a Tokio runtime.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) -> TracingGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,tower_http=warn,h2=warn,tonic=warn,hyper=warn")
+    });
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let mut guard = TracingGuard::default();
+    let otel = otlp_endpoint.and_then(|endpoint| {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.to_owned())
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("cron-scheduler: OTLP span exporter not started: {e}");
+                return None;
+            }
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(service_name.to_owned())
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("cron-scheduler");
+        guard.provider = Some(provider);
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    });
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = if json {
         registry
             .with(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_span_list(false),
             )
             .try_init()
     } else {
         registry.with(fmt::layer()).try_init()
     };
+    guard
 }
+
+/// How long the OTLP reader waits between pushes when `OTEL_METRIC_EXPORT_INTERVAL` is unset.
+pub const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);

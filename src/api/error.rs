@@ -23,6 +23,19 @@ pub enum ApiError {
     /// 422: one field is invalid.
     #[error("{}", .0.message)]
     Invalid(FieldError),
+    /// 401: no credential, or not a valid one. Answered with `WWW-Authenticate: Bearer`.
+    #[error("{message}")]
+    Unauthorized {
+        message: String,
+        /// A credential was presented but is wrong (`error="invalid_token"`).
+        invalid_token: bool,
+    },
+    /// 403: a valid credential whose role may not do this.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        field: Option<&'static str>,
+    },
     /// 404.
     #[error("{0}")]
     NotFound(String),
@@ -32,9 +45,15 @@ pub enum ApiError {
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 413.
-    #[error("request body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    /// 413: the body, or one part of it (`field`), is over its limit.
+    #[error("{} is larger than {limit} bytes", field.unwrap_or("request body"))]
+    PayloadTooLarge {
+        limit: usize,
+        field: Option<&'static str>,
+    },
+    /// 429: this caller's rate limit is used up; answered with `Retry-After`.
+    #[error("too many requests; retry in {} s", retry_after_secs(*.retry_after))]
+    RateLimited { retry_after: std::time::Duration },
     /// 503: the database cannot be reached (or no pooled connection is free in time).
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -51,11 +70,13 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `malformed_json`, `invalid_field`, `not_found`,
-    /// `conflict`, `payload_too_large`, `method_not_allowed`, `unavailable`, `internal`.
+    /// Stable, machine-readable: `malformed_json`, `invalid_field`, `unauthorized`,
+    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `method_not_allowed`,
+    /// `rate_limited`, `unavailable`, `internal`.
     pub code: &'static str,
     pub message: String,
-    /// The offending field, for `invalid_field`.
+    /// The offending field, for `invalid_field` (and `forbidden` or `payload_too_large`
+    /// when one field is to blame).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -80,14 +101,21 @@ impl ApiError {
                 "invalid_field",
                 Some(e.field.to_string()),
             ),
+            ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden { field, .. } => {
+                (StatusCode::FORBIDDEN, "forbidden", field.map(str::to_owned))
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
             }
-            ApiError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
-            }
+            ApiError::PayloadTooLarge { field, .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                field.map(str::to_owned),
+            ),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -105,15 +133,31 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
-                message: self.to_string(),
-                field,
+                // Messages may quote client input; a huge value is not echoed back whole.
+                message: clip(self.to_string(), MAX_MESSAGE_CHARS),
+                field: field.map(|f| clip(f, MAX_FIELD_CHARS)),
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, retry_after_secs(*retry_after).into());
+            }
+            ApiError::Unauthorized { invalid_token, .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(if *invalid_token {
+                        r#"Bearer realm="cron-scheduler", error="invalid_token""#
+                    } else {
+                        r#"Bearer realm="cron-scheduler""#
+                    }),
+                );
+            }
+            _ => {}
         }
         response
     }
@@ -123,6 +167,32 @@ impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::Invalid(e)
     }
+}
+
+/// Longest error message and field name sent back (in characters).
+const MAX_MESSAGE_CHARS: usize = 1024;
+const MAX_FIELD_CHARS: usize = 128;
+
+/// `text`, cut to `max` characters (marked with `…` when cut).
+pub fn clip(mut text: String, max: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Client input quoted for a message: at most 64 characters of it.
+pub fn quoted(input: &str) -> String {
+    match input.char_indices().nth(64) {
+        Some((cut, _)) => format!("{:?}…", &input[..cut]),
+        None => format!("{input:?}"),
+    }
+}
+
+/// `Retry-After` in whole seconds, at least 1.
+fn retry_after_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 /// Whether an sqlx error means "the database is not reachable right now" rather than
@@ -159,6 +229,17 @@ impl From<sqlx::Error> for ApiError {
                     let field = constraint_field(db.constraint());
                     return ApiError::invalid(field, format!("{field} is out of range"));
                 }
+                // Text PostgreSQL cannot store (U+0000); handlers refuse it first, naming
+                // the field, and this keeps any path they miss a 4xx.
+                Some("22008") => {
+                    return ApiError::invalid("body", "a time is outside PostgreSQL's range");
+                }
+                Some("22021") | Some("22P05") => {
+                    return ApiError::invalid(
+                        "body",
+                        "the request holds a character PostgreSQL cannot store (U+0000)",
+                    );
+                }
                 _ => {}
             }
         }
@@ -189,6 +270,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(f) => ApiError::Invalid(f),
+            StoreError::NotVisible(_) => ApiError::NotFound(e.to_string()),
             StoreError::Db(e) => e.into(),
             StoreError::Corrupt(..) => ApiError::Internal(e.into()),
         }

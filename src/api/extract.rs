@@ -29,7 +29,7 @@ where
             .map_or(usize::MAX, |l| l.0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
+                ApiError::PayloadTooLarge { limit, field: None }
             } else {
                 ApiError::BadRequest {
                     code: "malformed_body",
@@ -122,7 +122,13 @@ pub fn parse_param<T>(
     match raw {
         None => Ok(None),
         Some(v) => parse(v).map(Some).ok_or_else(|| {
-            ApiError::invalid(field, format!("{field} must be {expected}; got {v:?}"))
+            ApiError::invalid(
+                field,
+                format!(
+                    "{field} must be {expected}; got {}",
+                    super::error::quoted(v)
+                ),
+            )
         }),
     }
 }

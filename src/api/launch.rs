@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{
     AppState,
+    auth::Caller,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{JsonBody, PathParams, QueryParams, parse_param},
 };
@@ -18,7 +19,7 @@ use crate::{
     runs::{Run, store as runs_store},
     schedules::{
         CronSpec, Window,
-        model::{ScheduleId, validate_name, validate_version},
+        model::{ScheduleId, validate_instant, validate_name, validate_version},
     },
 };
 
@@ -54,25 +55,33 @@ async fn fetch_run(pool: &PgPool, run_id: Uuid) -> ApiResult<Run> {
 #[into_params(parameter_in = Query)]
 pub struct ManualLaunchQuery {
     /// Workflow to launch (required).
+    #[param(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     workflow_id: Option<String>,
     /// Its version, at least 1 (required).
+    #[param(value_type = i32, required = true, minimum = 1)]
     version: Option<String>,
-    /// On whose behalf (required).
+    /// On whose behalf (required; a `user` token may only name itself, and may leave it
+    /// out).
+    #[param(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     user_id: Option<String>,
     /// The logical time of the run, RFC 3339; default now.
+    #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
     scheduled_for: Option<String>,
     /// The same key always names the same run: a second call launches nothing new.
     /// Default: a fresh key (every call is a new run).
+    #[param(value_type = String, required = false, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     idempotency_key: Option<String>,
 }
 
 /// Launch a workflow version now, outside any schedule. Idempotent on `idempotency_key`.
+/// A `user` token launches only in its own name (403 for another `user_id`).
 #[utoipa::path(
     post, path = "/run-launcher/start", tag = "runs",
     params(ManualLaunchQuery),
     responses(
         (status = 201, description = "A new run, pending launch", body = Run),
         (status = 200, description = "The run this key already names", body = Run),
+        (status = 400, body = ErrorBody),
         (status = 409, description = "The key names a run of another workflow, version or user", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -80,6 +89,7 @@ pub struct ManualLaunchQuery {
 )]
 pub async fn manual_launch(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(q): QueryParams<ManualLaunchQuery>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let workflow_id = q
@@ -96,14 +106,19 @@ pub async fn manual_launch(
     let version = validate_version(version)?;
     let user_id = q
         .user_id
+        .or_else(|| caller.user_scope().map(str::to_owned))
         .ok_or_else(|| ApiError::invalid("user_id", "user_id is required"))?;
     validate_name(&user_id, "user_id")?;
+    caller.check_acting_as(&user_id, "user_id")?;
     let scheduled_for = parse_param(
         q.scheduled_for.as_deref(),
         "scheduled_for",
         "an RFC 3339 time",
         |v| v.parse::<DateTime<Utc>>().ok(),
     )?;
+    if let Some(t) = scheduled_for {
+        validate_instant(t, "scheduled_for")?;
+    }
     let run_id = Uuid::now_v7();
     let key = match q.idempotency_key {
         Some(k) if k.is_empty() || k.len() > MAX_KEY_LEN || k.chars().any(char::is_control) => {
@@ -160,7 +175,12 @@ struct ScheduleRow {
     db_now: DateTime<Utc>,
 }
 
-async fn schedule_row(pool: &PgPool, raw_id: &str) -> ApiResult<(ScheduleId, ScheduleRow)> {
+/// The schedule `raw_id`, if it exists and `caller` may see it (404 otherwise).
+async fn schedule_row(
+    pool: &PgPool,
+    caller: &Caller,
+    raw_id: &str,
+) -> ApiResult<(ScheduleId, ScheduleRow)> {
     let not_found = || ApiError::not_found(format!("no schedule with id {raw_id:?}"));
     let id = ScheduleId::parse(raw_id).map_err(|_| not_found())?;
     let row: Option<ScheduleRow> = sqlx::query_as(
@@ -170,15 +190,19 @@ async fn schedule_row(pool: &PgPool, raw_id: &str) -> ApiResult<(ScheduleId, Sch
     .bind(id.as_str())
     .fetch_optional(pool)
     .await?;
-    Ok((id, row.ok_or_else(not_found)?))
+    let row = row
+        .filter(|r| caller.sees(&r.user_id))
+        .ok_or_else(not_found)?;
+    Ok((id, row))
 }
 
 /// Run a schedule's workflow now (its overlap policy still applies at launch). Works on a
 /// paused schedule too: it is an explicit request.
 #[utoipa::path(
     post, path = "/schedules/{schedule_id}/trigger", tag = "runs",
-    params(("schedule_id" = String, Path, description = "Schedule id")),
+    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 201, body = Run),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -186,9 +210,10 @@ async fn schedule_row(pool: &PgPool, raw_id: &str) -> ApiResult<(ScheduleId, Sch
 )]
 pub async fn trigger_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
-    let (id, s) = schedule_row(&state.pool, &id).await?;
+    let (id, s) = schedule_row(&state.pool, &caller, &id).await?;
     let run_id = Uuid::now_v7();
     let inserted = sqlx::query(
         "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
@@ -220,8 +245,10 @@ pub async fn trigger_schedule(
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
     /// First instant (inclusive), RFC 3339.
+    #[schema(value_type = DateTime<Utc>, required)]
     pub from: Option<DateTime<Utc>>,
     /// Last instant (inclusive), RFC 3339; not in the future.
+    #[schema(value_type = DateTime<Utc>, required)]
     pub to: Option<DateTime<Utc>>,
 }
 
@@ -240,9 +267,10 @@ pub struct BackfillResponse {
 /// schedule's overlap policy (use `queue` to run a backfill one after another).
 #[utoipa::path(
     post, path = "/schedules/{schedule_id}/backfill", tag = "runs",
-    params(("schedule_id" = String, Path, description = "Schedule id")),
+    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     request_body = BackfillRequest,
     responses(
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 200, body = BackfillResponse),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -252,6 +280,7 @@ pub struct BackfillResponse {
 )]
 pub async fn backfill_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<BackfillRequest>,
 ) -> ApiResult<Json<BackfillResponse>> {
@@ -264,7 +293,7 @@ pub async fn backfill_schedule(
     if to < from {
         return Err(ApiError::invalid("to", "to must not be before from"));
     }
-    let (id, s) = schedule_row(&state.pool, &id).await?;
+    let (id, s) = schedule_row(&state.pool, &caller, &id).await?;
     if to > s.db_now {
         return Err(ApiError::invalid(
             "to",
@@ -324,8 +353,10 @@ pub async fn backfill_schedule(
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// `succeeded` or `failed`.
+    #[schema(value_type = String, required, pattern = "^(succeeded|failed)$")]
     pub status: Option<String>,
     /// Why it failed (kept on the run, at most 4096 characters).
+    #[schema(max_length = 4096)]
     pub error: Option<String>,
 }
 
@@ -336,6 +367,7 @@ pub struct CompleteRequest {
     params(("run_id" = String, Path, description = "Run id")),
     request_body = CompleteRequest,
     responses(
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 200, body = Run),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -356,7 +388,10 @@ pub async fn complete_run(
         Some(other) => {
             return Err(ApiError::invalid(
                 "status",
-                format!("status {other:?} is not one of succeeded, failed"),
+                format!(
+                    "status {} is not one of succeeded, failed",
+                    super::error::quoted(other)
+                ),
             ));
         }
         None => {
@@ -374,6 +409,12 @@ pub async fn complete_run(
         return Err(ApiError::invalid(
             "error",
             format!("error is longer than {MAX_ERROR_LEN} characters"),
+        ));
+    }
+    if req.error.as_ref().is_some_and(|e| e.contains('\0')) {
+        return Err(ApiError::invalid(
+            "error",
+            "error must not contain the NUL character",
         ));
     }
     let updated = sqlx::query(
@@ -396,6 +437,11 @@ pub async fn complete_run(
         )));
     }
     if updated > 0 {
+        state
+            .telemetry
+            .metrics
+            .runs_completed
+            .add(1, &[opentelemetry::KeyValue::new("status", status)]);
         // A slot is free: a queued run may launch now.
         notify_runs(&state.pool).await;
     }

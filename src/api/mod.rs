@@ -1,13 +1,17 @@
 //! The REST API: one router per domain file, merged here with the layers every request
 //! goes through (body limit, timeout, panic guard, request span).
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod launch;
+pub mod observe;
 pub mod preview;
+pub mod rate_limit;
 pub mod runs;
 pub mod schedules;
+pub mod server;
 pub mod worker;
 pub mod workflows;
 
@@ -15,16 +19,19 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Extension, Json, Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request},
+    extract::DefaultBodyLimit,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use sqlx::PgPool;
-use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{config::Config, fleet::leader::NodeState, schedules::model::Defaults};
+use crate::{
+    config::Config, fleet::leader::NodeState, schedules::model::Defaults, telemetry::Telemetry,
+};
+use auth::SecurityDoc;
 use error::ApiError;
 use extract::BodyLimit;
 
@@ -36,10 +43,17 @@ pub struct AppState {
     pub defaults: Defaults,
     /// This replica's role in the fleet.
     pub node: Arc<NodeState>,
+    /// Metrics (recorded by handlers, rendered on `/metrics`).
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, config: Arc<Config>, node: Arc<NodeState>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        config: Arc<Config>,
+        node: Arc<NodeState>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         let defaults = Defaults {
             overlap_policy: config.default_overlap_policy,
             catchup_policy: config.default_catchup_policy,
@@ -49,6 +63,7 @@ impl AppState {
             config,
             defaults,
             node,
+            telemetry,
         }
     }
 }
@@ -79,8 +94,10 @@ impl AppState {
         worker::worker_status,
         health::live,
         health::ready,
+        observe::metrics,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail))
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&SecurityDoc)
 )]
 pub struct ApiDoc;
 
@@ -96,9 +113,18 @@ pub fn router(state: AppState) -> Router {
         .merge(launch::router())
         .merge(worker::router())
         .merge(health::router())
+        .merge(observe::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Guard::new(state.config.clone()),
+            auth::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
@@ -107,15 +133,6 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout.max(Duration::from_millis(1)),
         ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("<unmatched>", MatchedPath::as_str);
-                tracing::info_span!("http", method = %req.method(), route, status = tracing::field::Empty)
-            }),
-        )
 }
 
 async fn not_found() -> ApiError {

@@ -22,12 +22,17 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
-    #[schema(example = "0 0 * * *")]
+    #[schema(example = "0 0 * * *", value_type = String, required, min_length = 1, max_length = 256)]
     pub cron_expr: Option<String>,
     /// IANA timezone, default `UTC`.
-    #[schema(example = "America/New_York")]
+    #[schema(example = "America/New_York", max_length = 64)]
     pub timezone: Option<String>,
     /// How many fire times, 1..=100 (default 5).
+    #[schema(minimum = 1, maximum = 100)]
+    #[serde(
+        default,
+        deserialize_with = "crate::schedules::model::deserialize_integer"
+    )]
     pub count: Option<i64>,
     /// Start from this instant (inclusive); default now.
     pub from: Option<DateTime<Utc>>,
@@ -54,6 +59,7 @@ pub struct PreviewResponse {
     post, path = "/cron/preview", tag = "cron",
     request_body = PreviewRequest,
     responses(
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 200, body = PreviewResponse),
         (status = 400, body = ErrorBody),
         (status = 422, body = ErrorBody),

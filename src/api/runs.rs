@@ -13,11 +13,15 @@ use uuid::Uuid;
 
 use super::{
     AppState,
+    auth::Caller,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{PathParams, QueryParams, parse_limit, parse_param},
 };
 use crate::{
-    runs::{Run, RunStatus, store},
+    runs::{
+        Run, RunStatus,
+        store::{self, RunFilter},
+    },
     schedules::model::ScheduleId,
 };
 
@@ -37,11 +41,12 @@ fn parse_cursor(raw: &str) -> Option<DateTime<Utc>> {
     (encode_cursor(t) == raw).then_some(t)
 }
 
-/// A run.
+/// A run. A `user` token sees only runs made in its name (404 otherwise).
 #[utoipa::path(
     get, path = "/runs/{run_id}", tag = "runs",
     params(("run_id" = Uuid, Path, description = "Run id")),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 200, body = Run),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -49,6 +54,7 @@ fn parse_cursor(raw: &str) -> Option<DateTime<Utc>> {
 )]
 pub async fn get_run(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(raw): PathParams<String>,
 ) -> ApiResult<Json<Run>> {
     let not_found = || ApiError::not_found(format!("no run with id {raw:?}"));
@@ -56,6 +62,7 @@ pub async fn get_run(
     let run_id = Uuid::parse_str(&raw).map_err(|_| not_found())?;
     store::get(&state.pool, run_id)
         .await?
+        .filter(|run| caller.sees(&run.user_id))
         .map(Json)
         .ok_or_else(not_found)
 }
@@ -64,10 +71,13 @@ pub async fn get_run(
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// Page size, 1..=1000 (default 100).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Only runs with this status (`pending`, `running`, `failed`, ...).
+    #[param(value_type = RunStatus, required = false)]
     status: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: an instant in UTC with microseconds.
+    #[param(value_type = String, required = false, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$")]
     cursor: Option<String>,
 }
 
@@ -79,11 +89,13 @@ pub struct RunList {
 }
 
 /// A schedule's runs, newest tick first, one page at a time. A deleted schedule's runs
-/// stay listed.
+/// stay listed. A `user` token sees only runs made in its name; a schedule with none of
+/// those and not its own is 404.
 #[utoipa::path(
     get, path = "/schedules/{schedule_id}/runs", tag = "runs",
-    params(("schedule_id" = String, Path, description = "Schedule id"), RunsQuery),
+    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"), RunsQuery),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 200, body = RunList),
         (status = 404, description = "Neither the schedule nor any run of it exists", body = ErrorBody),
         (status = 422, body = ErrorBody),
@@ -92,6 +104,7 @@ pub struct RunList {
 )]
 pub async fn list_schedule_runs(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(raw): PathParams<String>,
     QueryParams(q): QueryParams<RunsQuery>,
 ) -> ApiResult<Json<RunList>> {
@@ -115,9 +128,16 @@ pub async fn list_schedule_runs(
         "a next_cursor this API returned",
         parse_cursor,
     )?;
-    let (runs, next) =
-        store::list_for_schedule(&state.pool, id.as_str(), status, before, limit).await?;
-    if runs.is_empty() && !store::schedule_known(&state.pool, id.as_str()).await? {
+    let filter = RunFilter {
+        status,
+        before,
+        user_id: caller.user_scope().map(str::to_owned),
+        limit,
+    };
+    let (runs, next) = store::list_for_schedule(&state.pool, id.as_str(), &filter).await?;
+    if runs.is_empty()
+        && !store::schedule_known(&state.pool, id.as_str(), caller.user_scope()).await?
+    {
         return Err(not_found());
     }
     Ok(Json(RunList {

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
+    auth::Caller,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{JsonBody, PathParams, QueryParams, parse_limit, parse_param},
 };
@@ -41,7 +42,8 @@ fn schedule_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no schedule with id {id:?}"))
 }
 
-/// Create (201) or replace (200) a schedule.
+/// Create (201) or replace (200) a schedule. A `user` token may only store schedules of
+/// its own `user_id` (403 otherwise), and an existing id of another user's schedule is 404.
 #[utoipa::path(
     post, path = "/schedules/upsert", tag = "schedules",
     request_body = ScheduleRequest,
@@ -56,10 +58,12 @@ fn schedule_not_found(id: &str) -> ApiError {
 )]
 pub async fn upsert_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let spec = request.validate(state.defaults)?;
-    let (schedule, created) = store::upsert(&state.pool, &spec).await?;
+    caller.check_acting_as(&spec.user_id, "user_id")?;
+    let (schedule, created) = store::upsert(&state.pool, &spec, caller.user_scope()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -71,8 +75,9 @@ pub async fn upsert_schedule(
 /// A schedule, with its status and next fire times.
 #[utoipa::path(
     get, path = "/schedules/{schedule_id}", tag = "schedules",
-    params(("schedule_id" = String, Path, description = "Schedule id")),
+    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 200, body = Schedule),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -80,11 +85,13 @@ pub async fn upsert_schedule(
 )]
 pub async fn get_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Schedule>> {
     let id = path_id(&id)?;
     store::get(&state.pool, id.as_str())
         .await?
+        .filter(|s| caller.sees(&s.user_id))
         .map(Json)
         .ok_or_else(|| schedule_not_found(id.as_str()))
 }
@@ -96,11 +103,14 @@ pub struct ListQuery {
     user_id: Option<String>,
     /// Only this workflow's schedules.
     workflow_id: Option<String>,
-    /// `true` or `false`.
+    /// Only paused (`true`) or unpaused (`false`) schedules.
+    #[param(value_type = bool, required = false)]
     paused: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = String, required = false, pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     cursor: Option<String>,
 }
 
@@ -111,11 +121,12 @@ pub struct ScheduleList {
     pub next_cursor: Option<String>,
 }
 
-/// Schedules in id order, filtered, one page at a time.
+/// Schedules in id order, filtered, one page at a time. A `user` token sees only its own.
 #[utoipa::path(
     get, path = "/schedules", tag = "schedules",
     params(ListQuery),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 200, body = ScheduleList),
         (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -123,6 +134,7 @@ pub struct ScheduleList {
 )]
 pub async fn list_schedules(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<ScheduleList>> {
     let paused = parse_param(q.paused.as_deref(), "paused", "true or false", |v| {
@@ -140,8 +152,27 @@ pub async fn list_schedules(
         ),
         None => None,
     };
+    for (field, value) in [("user_id", &q.user_id), ("workflow_id", &q.workflow_id)] {
+        if value.as_ref().is_some_and(|v| v.contains('\0')) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must not contain the NUL character"),
+            ));
+        }
+    }
+    let user_id = match (caller.user_scope(), q.user_id) {
+        (None, asked) => asked,
+        (Some(me), Some(asked)) if asked != me => {
+            // Another user's schedules: as far as this caller knows there are none.
+            return Ok(Json(ScheduleList {
+                schedules: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+        (Some(me), _) => Some(me.to_owned()),
+    };
     let filter = ListFilter {
-        user_id: q.user_id,
+        user_id,
         workflow_id: q.workflow_id,
         paused,
         after,
@@ -157,15 +188,17 @@ pub async fn list_schedules(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseRequest {
+    #[schema(value_type = bool, required)]
     pub paused: Option<bool>,
 }
 
 /// Pause (cancels pending runs) or unpause (resumes from the next future tick).
 #[utoipa::path(
     post, path = "/schedules/{schedule_id}/pause", tag = "schedules",
-    params(("schedule_id" = String, Path, description = "Schedule id")),
+    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     request_body = PauseRequest,
     responses(
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 200, body = Schedule),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -175,6 +208,7 @@ pub struct PauseRequest {
 )]
 pub async fn pause_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<PauseRequest>,
 ) -> ApiResult<Json<Schedule>> {
@@ -182,7 +216,7 @@ pub async fn pause_schedule(
     let paused = body
         .paused
         .ok_or_else(|| ApiError::invalid("paused", "paused is required (true or false)"))?;
-    store::set_paused(&state.pool, id.as_str(), paused)
+    store::set_paused(&state.pool, id.as_str(), paused, caller.user_scope())
         .await?
         .map(Json)
         .ok_or_else(|| schedule_not_found(id.as_str()))
@@ -191,8 +225,9 @@ pub async fn pause_schedule(
 /// Delete a schedule: pending runs are cancelled and no further tick fires.
 #[utoipa::path(
     delete, path = "/schedules/{schedule_id}", tag = "schedules",
-    params(("schedule_id" = String, Path, description = "Schedule id")),
+    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 204, description = "Deleted"),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -200,10 +235,11 @@ pub async fn pause_schedule(
 )]
 pub async fn delete_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     let id = path_id(&id)?;
-    if store::delete(&state.pool, id.as_str()).await? {
+    if store::delete(&state.pool, id.as_str(), caller.user_scope()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(schedule_not_found(id.as_str()))

@@ -42,12 +42,13 @@ fn path_key(workflow_id: &str, version: &str) -> ApiResult<(String, i32)> {
     Ok((workflow_id.to_owned(), version))
 }
 
-/// Store a workflow version's DAG (the request body, a JSON object).
+/// Store a workflow version's DAG (the request body, a JSON object, at most
+/// `SCHEDULER_MAX_DAG_BYTES` as compact JSON: 413 naming `dag` beyond).
 #[utoipa::path(
     put, path = "/workflows/{workflow_id}/versions/{version}", tag = "workflows",
     params(
-        ("workflow_id" = String, Path, description = "Workflow id"),
-        ("version" = i32, Path, description = "Version, at least 1"),
+        ("workflow_id" = String, Path, description = "Workflow id", min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"),
+        ("version" = i32, Path, description = "Version, at least 1", minimum = 1),
     ),
     request_body(content = Object, description = "The DAG document"),
     responses(
@@ -66,6 +67,20 @@ pub async fn put_workflow_version(
     JsonBody(dag): JsonBody<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<WorkflowVersion>)> {
     let (workflow_id, version) = path_key(&workflow_id, &version)?;
+    // Measured as stored and sent to the Executor (compact), not as the client spaced it.
+    let limit = state.config.max_dag_bytes;
+    if dag.to_string().len() > limit {
+        return Err(ApiError::PayloadTooLarge {
+            limit,
+            field: Some("dag"),
+        });
+    }
+    if holds_nul(&dag) {
+        return Err(ApiError::invalid(
+            "dag",
+            "dag must not contain the NUL character (\\u0000): PostgreSQL cannot store it",
+        ));
+    }
     let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "insert into workflow_versions (workflow_id, version, dag) values ($1, $2, $3) \
          on conflict (workflow_id, version) do nothing returning created_at",
@@ -103,10 +118,11 @@ pub async fn put_workflow_version(
 #[utoipa::path(
     get, path = "/workflows/{workflow_id}/versions/{version}", tag = "workflows",
     params(
-        ("workflow_id" = String, Path, description = "Workflow id"),
-        ("version" = i32, Path, description = "Version, at least 1"),
+        ("workflow_id" = String, Path, description = "Workflow id", min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"),
+        ("version" = i32, Path, description = "Version, at least 1", minimum = 1),
     ),
     responses(
+        (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
         (status = 200, body = WorkflowVersion),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
@@ -124,6 +140,17 @@ pub async fn get_workflow_version(
         .ok_or_else(|| {
             ApiError::not_found(format!("no workflow {workflow_id:?} version {version}"))
         })
+}
+
+/// Whether a string or key anywhere in `value` holds U+0000, which `jsonb` refuses.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 async fn fetch(

@@ -46,6 +46,8 @@ pub struct EmbeddedOptions {
     pub ephemeral: bool,
     pub on_exit: OnExit,
     pub max_connections: u32,
+    /// A fixed port (so a restarted cluster keeps its URL); `None` picks a free one.
+    pub port: Option<u16>,
 }
 
 /// A running cluster. [`EmbeddedPostgres::stop`] stops it; the watchdog stops it too when
@@ -109,7 +111,10 @@ impl EmbeddedPostgres {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            pg.port = free_port()?;
+            pg.port = match opts.port {
+                Some(p) => p,
+                None => free_port()?,
+            };
             let mut server_opts = format!(
                 "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections={}",
                 pg.port, opts.max_connections
@@ -130,7 +135,7 @@ impl EmbeddedPostgres {
             ]);
             match started {
                 Ok(()) => break,
-                Err(e) if attempt >= 3 => {
+                Err(e) if attempt >= 3 || opts.port.is_some() => {
                     let tail = fs::read_to_string(&log).unwrap_or_default();
                     let tail: Vec<&str> = tail.lines().rev().take(5).collect();
                     return Err(e).with_context(|| {

@@ -71,7 +71,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, postgres::PgListene
 use tokio_util::sync::CancellationToken;
 
 use super::ticker::{self, TickSettings};
-use crate::schedules::store::CHANGES_CHANNEL;
+use crate::{schedules::store::CHANGES_CHANNEL, telemetry::Metrics};
 
 /// What this replica knows about its own role, shared with the API and metrics.
 #[derive(Debug)]
@@ -199,11 +199,13 @@ pub async fn run(
     pool: PgPool,
     settings: ElectionSettings,
     state: Arc<NodeState>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    metrics.is_leader.record(0, &[]);
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match campaign(&pool, &settings, &state, &shutdown).await {
+        match campaign(&pool, &settings, &state, &metrics, &shutdown).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), ?backoff, "election round ended");
@@ -222,6 +224,7 @@ async fn campaign(
     pool: &PgPool,
     settings: &ElectionSettings,
     state: &NodeState,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut conn = open_lock_session(pool, settings).await?;
@@ -241,9 +244,12 @@ async fn campaign(
 
     let epoch = claim_epoch(&mut conn, settings).await?;
     state.set_leader(epoch);
+    metrics.is_leader.record(1, &[]);
+    metrics.leader_elections.add(1, &[]);
     tracing::info!(epoch, node_id = %settings.node_id, "became leader");
-    let result = lead(&mut conn, pool, settings, state, epoch, shutdown).await;
+    let result = lead(&mut conn, pool, settings, state, metrics, epoch, shutdown).await;
     state.clear_leader();
+    metrics.is_leader.record(0, &[]);
     match &result {
         Ok(()) => {
             // Graceful: hand over at once.
@@ -297,6 +303,7 @@ async fn lead(
     pool: &PgPool,
     settings: &ElectionSettings,
     state: &NodeState,
+    metrics: &Metrics,
     epoch: i64,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -325,14 +332,19 @@ async fn lead(
                 settings.lease
             );
         }
-        let outcome = ticker::tick_once(
+        // A client-side bound too: on a silently dead network (no FIN, no RST) a query
+        // would wait forever, and a leader that cannot talk must step down.
+        let pass = ticker::tick_once(
             conn,
             &settings.tick,
             &settings.cluster_name,
             &settings.node_id,
             epoch,
-        )
-        .await?;
+            metrics,
+        );
+        let outcome = tokio::time::timeout(settings.lease, pass)
+            .await
+            .map_err(|_| anyhow::anyhow!("a tick pass took longer than the lease"))??;
         last_ok = Instant::now();
         state.ticked(outcome.db_now);
         let sleep = outcome.sleep.min(settings.heartbeat());

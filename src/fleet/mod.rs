@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     launcher::{self, LaunchSettings, executor::ExecutorClient},
+    telemetry::Metrics,
 };
 use leader::{ElectionSettings, NodeState};
 use ticker::TickSettings;
@@ -53,7 +54,12 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts the election and the node heartbeat; both stop when `shutdown` fires.
-    pub fn start(pool: &PgPool, config: &Config, shutdown: &CancellationToken) -> Self {
+    pub fn start(
+        pool: &PgPool,
+        config: &Config,
+        shutdown: &CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let state = Arc::new(NodeState::new(
             config.node_id.clone(),
             config.cluster_name.clone(),
@@ -63,6 +69,7 @@ impl Fleet {
                 pool.clone(),
                 election_settings(config),
                 state.clone(),
+                metrics.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(nodes::run(
@@ -82,6 +89,7 @@ impl Fleet {
                     pool.clone(),
                     client,
                     LaunchSettings::from_config(config),
+                    metrics,
                     shutdown.clone(),
                 ))),
                 Err(e) => {

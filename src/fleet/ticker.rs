@@ -23,8 +23,56 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{Connection, PgConnection};
 
-use super::ticks::{CatchupLimits, plan};
-use crate::schedules::{CatchupPolicy, CronSpec, Window};
+use opentelemetry::KeyValue;
+use tracing::Instrument;
+
+use super::ticks::{CatchupLimits, PlannedRun, plan};
+use crate::{
+    runs::{RunStatus, RunTrigger},
+    schedules::{CatchupPolicy, CronSpec, Window},
+    telemetry::Metrics,
+};
+
+/// What one batch planned, for the metrics (counted when the batch commits).
+#[derive(Default)]
+struct PlanCounts {
+    scheduled: u64,
+    catchup: u64,
+    missed_none: u64,
+    missed_limit: u64,
+    missed_uncounted: u64,
+}
+
+impl PlanCounts {
+    fn add(&mut self, r: &PlannedRun) {
+        match (r.status, r.trigger, r.reason) {
+            (RunStatus::Pending, RunTrigger::Schedule, _) => self.scheduled += 1,
+            (RunStatus::Pending, _, _) => self.catchup += 1,
+            (_, _, Some("catchup_none")) => self.missed_none += 1,
+            _ => self.missed_limit += 1,
+        }
+    }
+
+    fn record(&self, metrics: &Metrics) {
+        metrics
+            .runs_emitted
+            .add(self.scheduled, &[KeyValue::new("trigger", "schedule")]);
+        metrics
+            .runs_emitted
+            .add(self.catchup, &[KeyValue::new("trigger", "catchup")]);
+        metrics
+            .runs_missed
+            .add(self.missed_none, &[KeyValue::new("reason", "catchup_none")]);
+        metrics.runs_missed.add(
+            self.missed_limit,
+            &[KeyValue::new("reason", "catchup_limit")],
+        );
+        metrics.runs_missed.add(
+            self.missed_uncounted,
+            &[KeyValue::new("reason", "uncounted")],
+        );
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TickSettings {
@@ -73,6 +121,7 @@ pub async fn tick_once(
     cluster_name: &str,
     node_id: &str,
     epoch: i64,
+    metrics: &Metrics,
 ) -> anyhow::Result<TickOutcome> {
     let lookahead = TimeDelta::from_std(settings.lookahead)?;
     let mut total = TickOutcome {
@@ -123,11 +172,23 @@ pub async fn tick_once(
         .fetch_all(&mut *tx)
         .await?;
         let claimed = due.len();
+        // A span only for batches with work: the leader's idle heartbeats are not traced.
+        let span = if claimed > 0 {
+            tracing::info_span!(
+                "tick_batch",
+                epoch,
+                schedules = claimed,
+                runs = tracing::field::Empty
+            )
+        } else {
+            tracing::Span::none()
+        };
 
         let horizon = now + lookahead;
         let mut runs = RunColumns::default();
         let mut advanced = ScheduleColumns::default();
         let mut broken = Vec::new();
+        let mut counts = PlanCounts::default();
         for s in &due {
             let (spec, catchup) = match (
                 CronSpec::parse(&s.cron_expr, &s.timezone),
@@ -160,7 +221,9 @@ pub async fn tick_once(
                 horizon,
                 &settings.limits,
             );
+            counts.missed_uncounted += u64::try_from(p.uncounted_missed).unwrap_or(0);
             for r in p.runs {
+                counts.add(&r);
                 runs.push(&s.schedule_id, &r);
             }
             advanced.push(&s.schedule_id, p.next_due_at, p.uncounted_missed);
@@ -199,6 +262,7 @@ pub async fn tick_once(
             .bind(epoch)
             .bind(node_id)
             .execute(&mut *tx)
+            .instrument(span.clone())
             .await?
             .rows_affected()
         };
@@ -231,7 +295,9 @@ pub async fn tick_once(
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        tx.commit().instrument(span.clone()).await?;
+        span.record("runs", written);
+        counts.record(metrics);
         total.schedules += claimed;
         total.runs_written += written;
         if i64::try_from(claimed).unwrap_or(i64::MAX) < settings.batch_size {
@@ -239,6 +305,7 @@ pub async fn tick_once(
         }
     }
 
+    metrics.schedules_due.record(total.schedules as u64, &[]);
     if total.worker_enabled {
         let until_due: Option<f64> = sqlx::query_scalar(
             "select extract(epoch from (min(next_due_at) - now()))::float8 \

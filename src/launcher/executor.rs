@@ -93,13 +93,19 @@ impl ExecutorClient {
         &self.runs_url
     }
 
-    /// One attempt.
-    pub async fn launch(&self, req: &LaunchRequest<'_>, idempotency_key: &str) -> Outcome {
+    /// One attempt, and the class of the Executor's answer for the metrics (`2xx`, `409`,
+    /// `429`, `4xx`, `5xx`, `timeout`, `error`).
+    pub async fn launch(
+        &self,
+        req: &LaunchRequest<'_>,
+        idempotency_key: &str,
+        traceparent: &str,
+    ) -> (Outcome, &'static str) {
         let mut builder = self
             .http
             .post(self.runs_url.clone())
             .header("Idempotency-Key", idempotency_key)
-            .header("traceparent", traceparent(req.run_id))
+            .header("traceparent", traceparent)
             .json(req);
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token.expose());
@@ -107,24 +113,34 @@ impl ExecutorClient {
         let response = match builder.send().await {
             Ok(r) => r,
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timeout"
+                let (kind, class) = if e.is_timeout() {
+                    ("timeout", "timeout")
                 } else if e.is_connect() {
-                    "connection error"
+                    ("connection error", "error")
                 } else {
-                    "request error"
+                    ("request error", "error")
                 };
-                return Outcome::Retry {
+                let outcome = Outcome::Retry {
                     error: format!("executor {kind}: {}", error_chain(&e)),
                     retry_after: None,
                 };
+                return (outcome, class);
             }
         };
         let status = response.status();
+        let class = match status.as_u16() {
+            200..=299 => "2xx",
+            409 => "409",
+            429 => "429",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "error",
+        };
         if status.is_success() || status == StatusCode::CONFLICT {
-            return Outcome::Accepted {
+            let outcome = Outcome::Accepted {
                 status: status.as_u16(),
             };
+            return (outcome, class);
         }
         let retry_after = response
             .headers()
@@ -134,14 +150,15 @@ impl ExecutorClient {
         let body = response.text().await.unwrap_or_default();
         let excerpt: String = body.chars().take(ERROR_EXCERPT).collect();
         let error = format!("executor answered {status}: {excerpt}");
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let outcome = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Outcome::Retry { error, retry_after }
         } else {
             Outcome::Reject {
                 error,
                 reason: "rejected",
             }
-        }
+        };
+        (outcome, class)
     }
 }
 
@@ -157,7 +174,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A W3C traceparent for a run: trace id = the run id, a fresh span id, sampled.
+/// A W3C traceparent for a run when no span context is at hand: trace id = the run id, a
+/// fresh span id, sampled.
 pub fn traceparent(run_id: uuid::Uuid) -> String {
     let span = uuid::Uuid::new_v4();
     let span_id = &span.simple().to_string()[..16];

@@ -45,7 +45,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::Config;
+use opentelemetry::KeyValue;
+use tracing::Instrument;
+
+use crate::{config::Config, telemetry::Metrics};
 use dags::DagCache;
 use executor::{ExecutorClient, LaunchRequest, Outcome};
 
@@ -318,6 +321,7 @@ struct Recorded {
 async fn record(
     pool: &PgPool,
     settings: &LaunchSettings,
+    metrics: &Metrics,
     batch: &[Recorded],
 ) -> Result<(), sqlx::Error> {
     let mut accepted: (Vec<Uuid>, Vec<i32>) = Default::default();
@@ -400,11 +404,17 @@ async fn record(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    for reason in &failed.3 {
+        metrics
+            .runs_failed_launch
+            .add(1, &[KeyValue::new("reason", reason.clone())]);
+    }
+    Ok(())
 }
 
 /// Ends `running` runs past their deadline as `timed_out`, freeing their slots.
-pub async fn expire_runs(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub async fn expire_runs(pool: &PgPool, metrics: &Metrics) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "update runs set status = 'timed_out', exclusive_slot = false, finished_at = now(), \
            updated_at = now(), last_error = 'no completion report before the run timeout' \
@@ -413,12 +423,26 @@ pub async fn expire_runs(pool: &PgPool) -> Result<u64, sqlx::Error> {
     .execute(pool)
     .await?;
     if done.rows_affected() > 0 {
+        metrics.runs_completed.add(
+            done.rows_affected(),
+            &[KeyValue::new("status", "timed_out")],
+        );
         let _ = sqlx::query("select pg_notify($1, '')")
             .bind(RUNS_CHANNEL)
             .execute(pool)
             .await;
     }
     Ok(done.rows_affected())
+}
+
+/// Whether any run is due to be claimed (pending and due, or launching with its lease over).
+async fn anything_due(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from runs where status = 'pending' and fire_at <= now()) \
+             or exists (select 1 from runs where status = 'launching' and lease_until <= now())",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// How long until something may be due: the earliest future `fire_at` of a pending run or
@@ -445,6 +469,7 @@ pub async fn run(
     pool: PgPool,
     client: Arc<ExecutorClient>,
     settings: LaunchSettings,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let dags = Arc::new(DagCache::default());
@@ -454,6 +479,7 @@ pub async fn run(
     let recorder = {
         let pool = pool.clone();
         let settings = settings.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -466,7 +492,7 @@ pub async fn run(
                 // A failed write is retried: the outcome must not be lost (if this
                 // process dies instead, the lease expires and the run is relaunched).
                 let mut delay = Duration::from_millis(100);
-                while let Err(e) = record(&pool, &settings, &batch).await {
+                while let Err(e) = record(&pool, &settings, &metrics, &batch).await {
                     tracing::warn!(error = %e, "recording launch outcomes failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -483,7 +509,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         if last_expiry.elapsed() >= Duration::from_secs(1) {
-            if let Err(e) = expire_runs(&pool).await {
+            if let Err(e) = expire_runs(&pool, &metrics).await {
                 tracing::warn!(error = %e, "expiring timed-out runs failed");
             }
             last_expiry = std::time::Instant::now();
@@ -491,9 +517,24 @@ pub async fn run(
         let room = i64::try_from(permits.available_permits())
             .unwrap_or(0)
             .min(settings.batch);
-        let claimed = match claim(&pool, &settings, room).await {
+        // Idle passes are not traced: a span only when something is due.
+        let claim_span = match anything_due(&pool).await {
+            Ok(true) => {
+                tracing::info_span!("claim_batch", node_id = %settings.node_id, runs = tracing::field::Empty)
+            }
+            Ok(false) | Err(_) => tracing::Span::none(),
+        };
+        let claimed = match claim(&pool, &settings, room)
+            .instrument(claim_span.clone())
+            .await
+        {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
+                metrics.runs_skipped_overlap.add(c.skipped, &[]);
+                metrics.runs_failed_launch.add(
+                    c.exhausted,
+                    &[KeyValue::new("reason", "attempts_exhausted")],
+                );
                 c
             }
             Err(e) => {
@@ -506,6 +547,7 @@ pub async fn run(
                 continue;
             }
         };
+        claim_span.record("runs", claimed.runs.len());
         let full = i64::try_from(claimed.runs.len()).unwrap_or(0) >= room && room > 0;
         if !claimed.runs.is_empty() {
             let runs = claimed.runs;
@@ -530,8 +572,9 @@ pub async fn run(
                 let client = client.clone();
                 let dags = dags.clone();
                 let tx = tx.clone();
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    let outcome = launch_one(&client, &dags, &run).await;
+                    let outcome = launch_one(&client, &dags, &metrics, &run).await;
                     drop(permit);
                     let _ = tx.send(Recorded {
                         run_id: run.run_id,
@@ -580,39 +623,107 @@ pub async fn run(
     let _ = recorder.await;
 }
 
-async fn launch_one(client: &ExecutorClient, dags: &DagCache, run: &Claimed) -> Outcome {
-    let Some(dag) = dags.get(&run.workflow_id, run.version) else {
-        return Outcome::Reject {
-            error: format!(
-                "workflow {:?} version {} not found",
-                run.workflow_id, run.version
-            ),
-            reason: "workflow_not_found",
-        };
+/// The span context of a launch: its parent is a remote context whose trace id is the run
+/// id, so every attempt of a run lands in one trace.
+fn launch_span(run: &Claimed) -> tracing::Span {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
-    let request = LaunchRequest {
-        run_id: run.run_id,
-        schedule_id: run.schedule_id.as_deref(),
-        workflow_id: &run.workflow_id,
-        version: run.version,
-        user_id: &run.user_id,
-        scheduled_for: run.scheduled_for,
-        fire_at: run.fire_at,
-        attempt: run.attempt,
-        trigger: &run.trigger,
-        dag: &dag,
-    };
-    let outcome = client.launch(&request, &run.idempotency_key).await;
-    match &outcome {
-        Outcome::Accepted { status } => {
-            tracing::debug!(run_id = %run.run_id, schedule_id = ?run.schedule_id, attempt = run.attempt, status, "launched")
-        }
-        Outcome::Retry { error, .. } => {
-            tracing::warn!(run_id = %run.run_id, schedule_id = ?run.schedule_id, attempt = run.attempt, %error, "launch failed; will retry")
-        }
-        Outcome::Reject { error, .. } => {
-            tracing::warn!(run_id = %run.run_id, schedule_id = ?run.schedule_id, attempt = run.attempt, %error, "launch rejected")
-        }
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "launch",
+        run_id = %run.run_id,
+        schedule_id = run.schedule_id.as_deref().unwrap_or(""),
+        attempt = run.attempt,
+        executor_status = tracing::field::Empty,
+        otel.kind = "client",
+    );
+    let parent = SpanContext::new(
+        TraceId::from_bytes(*run.run_id.as_bytes()),
+        SpanId::from_bytes(Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes")),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    span
+}
+
+/// The `traceparent` the Executor receives: the launch span's, or one made from the run id
+/// when spans are not exported.
+fn span_traceparent(span: &tracing::Span, run_id: Uuid) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    } else {
+        executor::traceparent(run_id)
     }
-    outcome
+}
+
+async fn launch_one(
+    client: &ExecutorClient,
+    dags: &DagCache,
+    metrics: &Metrics,
+    run: &Claimed,
+) -> Outcome {
+    let span = launch_span(run);
+    async {
+        let Some(dag) = dags.get(&run.workflow_id, run.version) else {
+            tracing::warn!("launch failed: no DAG stored for this workflow version");
+            return Outcome::Reject {
+                error: format!(
+                    "workflow {:?} version {} not found",
+                    run.workflow_id, run.version
+                ),
+                reason: "workflow_not_found",
+            };
+        };
+        let request = LaunchRequest {
+            run_id: run.run_id,
+            schedule_id: run.schedule_id.as_deref(),
+            workflow_id: &run.workflow_id,
+            version: run.version,
+            user_id: &run.user_id,
+            scheduled_for: run.scheduled_for,
+            fire_at: run.fire_at,
+            attempt: run.attempt,
+            trigger: &run.trigger,
+            dag: &dag,
+        };
+        let traceparent = span_traceparent(&tracing::Span::current(), run.run_id);
+        let started = std::time::Instant::now();
+        let (outcome, class) = client
+            .launch(&request, &run.idempotency_key, &traceparent)
+            .await;
+        metrics
+            .launch_duration
+            .record(started.elapsed().as_secs_f64(), &[]);
+        metrics
+            .executor_responses
+            .add(1, &[KeyValue::new("class", class)]);
+        tracing::Span::current().record("executor_status", class);
+        match &outcome {
+            Outcome::Accepted { .. } => {
+                metrics.runs_launched.add(1, &[]);
+                let lag = (Utc::now() - run.scheduled_for)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX);
+                metrics.fire_lag.record(lag as f64 / 1e6, &[]);
+                tracing::debug!(status = class, "launched");
+            }
+            Outcome::Retry { error, .. } => tracing::warn!(%error, "launch failed; will retry"),
+            Outcome::Reject { error, .. } => tracing::warn!(%error, "launch rejected"),
+        }
+        outcome
+    }
+    .instrument(span)
+    .await
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::spec::{CronSpec, SpecError, Window};
 
-/// Longest `workflow_id` / `user_id` accepted.
+/// Longest `workflow_id` / `user_id` accepted, in characters (as the schema's CHECK).
 pub const MAX_NAME_LEN: usize = 256;
 /// Largest `jitter_ms`: one hour.
 pub const MAX_JITTER_MS: i64 = 3_600_000;
@@ -61,20 +61,22 @@ impl ScheduleId {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// Optional on create; `[A-Za-z0-9._:-]{1,128}`. An existing id replaces that schedule.
-    #[schema(example = "nightly-report")]
+    #[schema(example = "nightly-report", pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub schedule_id: Option<String>,
-    #[schema(example = "report")]
+    #[schema(example = "report", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub workflow_id: Option<String>,
     /// Workflow version, at least 1.
-    #[schema(example = 1, minimum = 1)]
+    #[schema(example = 1, value_type = i64, required, minimum = 1, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "deserialize_integer")]
     pub version: Option<i64>,
-    #[schema(example = "alice")]
+    /// The user the schedule runs as (a `user` token may only name itself).
+    #[schema(example = "alice", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub user_id: Option<String>,
     /// 5 fields (minute first) or 6 fields (second first), or an `@daily`-style alias.
-    #[schema(example = "0 0 * * *")]
+    #[schema(example = "0 0 * * *", value_type = String, required, min_length = 1, max_length = 256)]
     pub cron_expr: Option<String>,
     /// IANA timezone name; default `UTC`.
-    #[schema(example = "Europe/London")]
+    #[schema(example = "Europe/London", max_length = 64)]
     pub timezone: Option<String>,
     /// First instant a tick may fall on (inclusive), RFC 3339.
     pub start_at: Option<DateTime<Utc>>,
@@ -82,10 +84,13 @@ pub struct ScheduleRequest {
     pub end_at: Option<DateTime<Utc>>,
     /// Deterministic delay added to each tick, 0..=3600000 ms.
     #[schema(minimum = 0, maximum = 3_600_000)]
+    #[serde(default, deserialize_with = "deserialize_integer")]
     pub jitter_ms: Option<i64>,
     /// `allow`, `skip` or `queue`; default from `SCHEDULER_DEFAULT_OVERLAP_POLICY`.
+    #[schema(value_type = Option<OverlapPolicy>)]
     pub overlap_policy: Option<String>,
     /// `none`, `fire_immediately` or `spread`; default from `SCHEDULER_DEFAULT_CATCHUP_POLICY`.
+    #[schema(value_type = Option<CatchupPolicy>)]
     pub catchup_policy: Option<String>,
     /// Default false.
     pub paused: Option<bool>,
@@ -104,6 +109,27 @@ pub struct ScheduleRequest {
     #[schema(ignore)]
     #[serde(default)]
     pub updated_at: Option<IgnoredAny>,
+}
+
+/// An optional integer that JSON may spell `7` or `7.0` (JSON Schema counts both as
+/// integers); a fraction, or a value beyond `i64`, is refused.
+pub fn deserialize_integer<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        // Below 2^63 in magnitude, so the conversion is exact.
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {n}, expected a whole number within 64 bits"
+        ))),
+    }
 }
 
 /// A field-level validation failure (HTTP 422).
@@ -174,10 +200,10 @@ pub fn validate_name(value: &str, field: &'static str) -> Result<(), FieldError>
     if value.trim().is_empty() {
         return Err(FieldError::new(field, format!("{field} must not be empty")));
     }
-    if value.len() > MAX_NAME_LEN {
+    if value.chars().count() > MAX_NAME_LEN {
         return Err(FieldError::new(
             field,
-            format!("{field} is longer than {MAX_NAME_LEN} bytes"),
+            format!("{field} is longer than {MAX_NAME_LEN} characters"),
         ));
     }
     if value.chars().any(char::is_control) {
@@ -187,6 +213,20 @@ pub fn validate_name(value: &str, field: &'static str) -> Result<(), FieldError>
         ));
     }
     Ok(())
+}
+
+/// An instant a client asks to store: RFC 3339 years only (0001 to 9999). chrono parses
+/// years up to ±262143, which PostgreSQL cannot store.
+pub fn validate_instant(t: DateTime<Utc>, field: &'static str) -> Result<(), FieldError> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&t.year()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{field} must be between years 0001 and 9999"),
+        ))
+    }
 }
 
 /// Workflow versions are positive 32-bit integers.
@@ -211,6 +251,11 @@ impl ScheduleRequest {
         let cron_expr = required(self.cron_expr, "cron_expr")?;
         let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
         let spec = CronSpec::parse(&cron_expr, &timezone)?;
+        for (t, field) in [(self.start_at, "start_at"), (self.end_at, "end_at")] {
+            if let Some(t) = t {
+                validate_instant(t, field)?;
+            }
+        }
         if let (Some(start), Some(end)) = (self.start_at, self.end_at) {
             if end <= start {
                 return Err(FieldError::new("end_at", "end_at must be after start_at"));

@@ -13,12 +13,17 @@
 
 use std::{fmt, str::FromStr};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::{
     Cron,
     parser::{CronParser, Seconds, Year},
 };
+
+/// 0001-01-01T00:00:00Z, the start of the first year croner searches.
+const YEAR_ONE: i64 = -62_135_596_800;
+/// croner searches no further than this year.
+const LAST_YEAR: i32 = 5000;
 
 /// Longest cron expression accepted; longer input is refused before parsing.
 pub const MAX_CRON_LEN: usize = 256;
@@ -103,6 +108,27 @@ impl CronSpec {
     /// The first fire time at or after `t` (`inclusive`) or strictly after it.
     /// `None` when the expression never matches again (`0 0 30 2 *`).
     pub fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        // croner counts in whole seconds and drops `t`'s fraction, so from 10:47:00.5 it
+        // would answer 10:47:00, before `t`. From a fractional instant the answer is the
+        // first fire time at or after the next whole second (found by the property tests).
+        let (t, inclusive) = if t.nanosecond() == 0 {
+            (t, inclusive)
+        } else {
+            let whole = t.with_nanosecond(0)?;
+            (whole.checked_add_signed(TimeDelta::seconds(1))?, true)
+        };
+        // croner knows the years 1 to 5000. From before year 1 it would walk every empty
+        // year up to it (70 ms from chrono's earliest instant); start there instead, which
+        // gives the same answer. From year 5000 on there is no answer; near chrono's last
+        // instant croner would even panic converting to local time in a zone east of UTC
+        // (found by the property tests).
+        if t.year() >= LAST_YEAR {
+            return None;
+        }
+        let (t, inclusive) = match DateTime::from_timestamp(YEAR_ONE, 0) {
+            Some(floor) if t < floor => (floor, true),
+            _ => (t, inclusive),
+        };
         let local = t.with_timezone(&self.tz);
         self.cron
             .find_next_occurrence(&local, inclusive)
@@ -125,11 +151,22 @@ impl CronSpec {
 /// An IANA timezone name (`Europe/London`, `UTC`). Abbreviations that are not zone names
 /// (`EST5EDT` is one, `CEST` is not) follow the IANA database.
 pub fn parse_timezone(name: &str) -> Result<Tz, SpecError> {
-    Tz::from_str(name.trim()).map_err(|_| SpecError {
+    let refuse = || SpecError {
         field: "timezone",
-        message: format!("timezone {name:?} is not an IANA timezone name (e.g. \"Europe/Berlin\")"),
-    })
+        message: format!(
+            "timezone {} is not an IANA timezone name (e.g. \"Europe/Berlin\")",
+            crate::api::error::quoted(name)
+        ),
+    };
+    // The longest IANA name is 32 characters; a longer one is refused unexamined.
+    if name.len() > MAX_TIMEZONE_LEN {
+        return Err(refuse());
+    }
+    Tz::from_str(name.trim()).map_err(|_| refuse())
 }
+
+/// Longest timezone name accepted.
+pub const MAX_TIMEZONE_LEN: usize = 64;
 
 /// A schedule's window: the cron spec bounded by `start_at` and `end_at` (both inclusive).
 #[derive(Debug, Clone, PartialEq)]

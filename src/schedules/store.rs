@@ -25,6 +25,10 @@ pub enum StoreError {
     Invalid(#[from] FieldError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// The schedule exists but belongs to another user than the one the caller is
+    /// limited to: reported like an unknown id, so ids of other users do not leak.
+    #[error("no schedule with id {0:?}")]
+    NotVisible(String),
     /// A stored row no longer parses (edited by hand, or a dependency changed its dialect).
     #[error("stored schedule {0} is corrupt: {1}")]
     Corrupt(String, String),
@@ -164,12 +168,23 @@ async fn select_for_update(
 ///
 /// A replacement that changes what a tick is (cron, timezone, bounds, jitter, workflow,
 /// version, user) cancels the old spec's pending runs and recomputes the next due tick
-/// from now; one that changes only policies keeps them.
-pub async fn upsert(pool: &PgPool, spec: &ScheduleSpec) -> Result<(Schedule, bool), StoreError> {
+/// from now; one that changes only policies keeps them. With `owner`, an existing schedule
+/// of another user is not replaced ([`StoreError::NotVisible`]); the check holds the row
+/// lock, so it cannot race a concurrent change of owner.
+pub async fn upsert(
+    pool: &PgPool,
+    spec: &ScheduleSpec,
+    owner: Option<&str>,
+) -> Result<(Schedule, bool), StoreError> {
     let mut tx = pool.begin().await?;
     let now = db_now(&mut tx).await?;
     let id = spec.schedule_id.as_str();
     let existing = select_for_update(&mut tx, id).await?;
+    if let (Some(row), Some(owner)) = (&existing, owner) {
+        if row.user_id != owner {
+            return Err(StoreError::NotVisible(id.to_owned()));
+        }
+    }
 
     let (next_due_at, created, changed) = match &existing {
         None => {
@@ -221,7 +236,7 @@ pub async fn upsert(pool: &PgPool, spec: &ScheduleSpec) -> Result<(Schedule, boo
         .await?;
         if inserted.rows_affected() == 0 {
             drop(tx);
-            return Box::pin(upsert(pool, spec)).await;
+            return Box::pin(upsert(pool, spec, owner)).await;
         }
     } else {
         if changed {
@@ -320,17 +335,22 @@ pub async fn list(
 }
 
 /// Pauses (cancelling pending runs) or unpauses (resuming from the next future tick:
-/// ticks during the pause are not caught up). `None` if there is no such schedule.
+/// ticks during the pause are not caught up). `None` if there is no such schedule, or
+/// it is not `owner`'s (when given).
 pub async fn set_paused(
     pool: &PgPool,
     schedule_id: &str,
     paused: bool,
+    owner: Option<&str>,
 ) -> Result<Option<Schedule>, StoreError> {
     let mut tx = pool.begin().await?;
     let now = db_now(&mut tx).await?;
     let Some(row) = select_for_update(&mut tx, schedule_id).await? else {
         return Ok(None);
     };
+    if owner.is_some_and(|o| o != row.user_id) {
+        return Ok(None);
+    }
     if row.paused != paused {
         if paused {
             cancel_pending(&mut tx, schedule_id, "paused").await?;
@@ -360,14 +380,21 @@ pub async fn set_paused(
 }
 
 /// Deletes a schedule and cancels its pending runs; its run history stays readable by run
-/// id. Returns whether it existed.
-pub async fn delete(pool: &PgPool, schedule_id: &str) -> Result<bool, StoreError> {
+/// id. Returns whether it existed (and was `owner`'s, when given).
+pub async fn delete(
+    pool: &PgPool,
+    schedule_id: &str,
+    owner: Option<&str>,
+) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query("delete from schedules where schedule_id = $1")
-        .bind(schedule_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+    let deleted = sqlx::query(
+        "delete from schedules where schedule_id = $1 and ($2::text is null or user_id = $2)",
+    )
+    .bind(schedule_id)
+    .bind(owner)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
         > 0;
     if deleted {
         cancel_pending(&mut tx, schedule_id, "deleted").await?;

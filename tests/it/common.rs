@@ -38,6 +38,7 @@ pub fn start_cluster() -> EmbeddedPostgres {
         ephemeral: true,
         on_exit: OnExit::StopAndRemove,
         max_connections: 300,
+        port: None,
     })
     .expect("start a test PostgreSQL cluster")
 }
@@ -74,6 +75,10 @@ pub fn test_config() -> Config {
     // Tests of the API alone must not see the leader write runs; fleet tests switch it on.
     cfg.worker_autostart = false;
     cfg.db_acquire_timeout = Duration::from_secs(2);
+    // Tests of behaviour, not of security: auth and rate limits off explicitly
+    // (`security.rs` switches them on).
+    cfg.auth = cron_scheduler::api::auth::AuthSwitch::Off;
+    cfg.rate_limit_per_sec = 0;
     cfg
 }
 

@@ -47,6 +47,8 @@ impl Node {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SCHEDULER_DATABASE_URL", db_url)
+            // A database URL with no API token refuses to start unless auth is off.
+            .env("SCHEDULER_AUTH", "off")
             .env("SCHEDULER_NODE_ID", id)
             .env("SCHEDULER_HOST", "127.0.0.1")
             .env("SCHEDULER_PORT", port.to_string())

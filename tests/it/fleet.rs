@@ -8,6 +8,7 @@ use cron_scheduler::fleet::{
     election_settings,
     ticker::{self, Deposed},
 };
+use cron_scheduler::telemetry::Metrics;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -133,9 +134,16 @@ async fn a_stale_leader_is_fenced_and_two_believers_never_double_a_tick() {
 
     // A deposed leader (epoch 6) writes nothing and learns it is deposed.
     let mut stale = PgConnection::connect(&_url).await.unwrap();
-    let err = ticker::tick_once(&mut stale, &settings, "default", "a", 6)
-        .await
-        .unwrap_err();
+    let err = ticker::tick_once(
+        &mut stale,
+        &settings,
+        "default",
+        "a",
+        6,
+        &Metrics::detached(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.downcast_ref::<Deposed>().is_some(), "{err:#}");
     let written: i64 = sqlx::query_scalar("select count(*) from runs")
         .fetch_one(&pool)
@@ -153,9 +161,16 @@ async fn a_stale_leader_is_fenced_and_two_believers_never_double_a_tick() {
             let end = Instant::now() + Duration::from_secs(3);
             let mut passes = 0;
             while Instant::now() < end {
-                ticker::tick_once(&mut conn, &settings, "default", name, 7)
-                    .await
-                    .unwrap();
+                ticker::tick_once(
+                    &mut conn,
+                    &settings,
+                    "default",
+                    name,
+                    7,
+                    &Metrics::detached(),
+                )
+                .await
+                .unwrap();
                 passes += 1;
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }

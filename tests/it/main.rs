@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod dashboards;
 mod embedded_default;
 mod failover;
 mod fleet;
@@ -10,4 +11,6 @@ mod launcher;
 mod preview;
 mod runs;
 mod schedules;
+mod security;
+mod telemetry;
 mod workflows;

@@ -1,0 +1,56 @@
+//! `cron-scheduler-lab`: failover drills and load runs against real replica processes.
+//! Build with `cargo build --release --bins`; see docs/PERFORMANCE.md.
+
+use clap::{Parser, Subcommand};
+use cron_scheduler::lab::{drill, load};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cron-scheduler-lab",
+    about = "Failover drills and load runs for cron-scheduler."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inject faults into a fleet for a while, then check every tick.
+    Drill(drill::DrillArgs),
+    /// Measure throughput, fire lag and footprint.
+    Load(load::LoadArgs),
+    /// Steady load at several rates; plots lag percentiles against fires/s (SVG).
+    Sweep(load::SweepArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cron-scheduler-lab: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Drill(args) => drill::run(args).await.map(|r| {
+                serde_json::to_value(&r)
+                    .ok()
+                    .and_then(|v| v["passed"].as_bool())
+                    .unwrap_or(false)
+            }),
+            Command::Load(args) => load::run(args).await.map(|_| true),
+            Command::Sweep(args) => load::sweep(args).await.map(|_| true),
+        }
+    });
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("cron-scheduler-lab: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

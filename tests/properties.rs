@@ -1,0 +1,430 @@
+//! Property tests over everything a client can send that is parsed before it touches the
+//! database: cron expressions with timezones (parsed, then asked for fire times at any
+//! instant chrono can hold, far past and far future included), request bodies (arbitrary
+//! JSON and arbitrary bytes through `parse_json` and validation), and credential lists.
+//!
+//! The properties: nothing panics, and fire times never go backwards (`next(t)` is at or
+//! after `t`, strictly after when exclusive, and an iterator is strictly increasing).
+//! Case counts are bounded so the file runs in a few seconds in the normal test suite,
+//! and printed (`cargo nextest run --no-capture --test properties`). `PROPTEST_CASES`
+//! overrides them for a longer hunt.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cron_scheduler::{
+    api::{
+        auth::TokenSet,
+        extract::{JsonBody, parse_json},
+        launch::{BackfillRequest, CompleteRequest},
+        preview::{self, PreviewRequest},
+        schedules::PauseRequest,
+    },
+    schedules::{
+        CatchupPolicy, CronSpec, OverlapPolicy, Window,
+        model::{Defaults, ScheduleRequest, check_fires_after},
+    },
+};
+use proptest::{
+    prelude::*,
+    strategy::ValueTree,
+    test_runner::{Config as RunnerConfig, TestCaseError, TestRunner},
+};
+use serde_json::Value;
+
+/// Runs `test` over `cases` values of `strategy` (or `PROPTEST_CASES`), prints the count.
+fn check<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let ran = AtomicU32::new(0);
+    let started = std::time::Instant::now();
+    let result = runner.run(&strategy, |value| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        test(value)
+    });
+    println!(
+        "{name}: {} cases in {:?}",
+        ran.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+}
+
+/// Any instant chrono can represent, weighted towards the interesting parts: around now,
+/// the far past and future, and the very ends of the range.
+fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+    let min = DateTime::<Utc>::MIN_UTC.timestamp();
+    let max = DateTime::<Utc>::MAX_UTC.timestamp();
+    let now = Utc::now().timestamp();
+    prop_oneof![
+        3 => now - 400 * 86_400..now + 400 * 86_400,
+        2 => min..=max,
+        1 => max - 400 * 86_400..=max,
+        1 => min..=min + 400 * 86_400,
+        // The last and first day: local time there overflows in zones off UTC.
+        1 => max - 86_400..=max,
+        1 => min..=min + 86_400,
+        1 => -62_135_596_800_i64..253_402_300_799, // years 1..=9999
+    ]
+    .prop_flat_map(|secs| (Just(secs), 0..1_000_000_000u32))
+    .prop_map(|(secs, nanos)| {
+        DateTime::from_timestamp(secs, nanos).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    })
+}
+
+/// One cron field: the dialect's pieces, combined, plus the odd wrong one.
+fn field() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("*".to_owned()),
+        Just("?".to_owned()),
+        Just("L".to_owned()),
+        (0u32..70).prop_map(|n| n.to_string()),
+        (0u32..70, 0u32..70).prop_map(|(a, b)| format!("{a}-{b}")),
+        (0u32..70).prop_map(|n| format!("*/{n}")),
+        (0u32..70, 0u32..70).prop_map(|(a, n)| format!("{a}/{n}")),
+        (0u32..9, 0u32..7).prop_map(|(d, n)| format!("{d}#{n}")),
+        (0u32..9).prop_map(|d| format!("{d}L")),
+        (0u32..40).prop_map(|d| format!("{d}W")),
+        prop::sample::select(vec![
+            "MON",
+            "fri",
+            "SUN-SAT",
+            "JAN",
+            "dec",
+            "FEB-MAR",
+            "LW",
+            "5#L",
+            "+FRI",
+            "W",
+            "#",
+            "-",
+            "/",
+            ",",
+            "99999999999999999999",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    prop::collection::vec(atom, 1..4).prop_map(|parts| parts.join(","))
+}
+
+fn cron_expr() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::collection::vec(field(), 4..8).prop_map(|f| f.join(" ")),
+        1 => prop::sample::select(vec![
+            "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly", "@midnight",
+            "@reboot", "@", "0 0 29 2 *", "* * * * * *",
+            "59 23 31 12 *", "0 0 L 2 *", "0 0 1W * *", "0 0 13 * +FRI",
+        ])
+        .prop_map(str::to_owned),
+        2 => "[0-9*/,LW#?A-Za-z@+ -]{0,40}",
+        1 => any::<String>(),
+    ]
+}
+
+fn timezone() -> impl Strategy<Value = String> {
+    let names: Vec<&'static str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    prop_oneof![
+        8 => prop::sample::select(names).prop_map(str::to_owned),
+        1 => any::<String>(),
+        1 => Just("UTC".to_owned()),
+    ]
+}
+
+/// The fire-time properties of one window from `t`.
+fn fire_times_are_ordered(
+    spec: CronSpec,
+    t: DateTime<Utc>,
+    bounds: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Result<(), TestCaseError> {
+    if let Some(n) = spec.next(t, true) {
+        prop_assert!(n >= t, "inclusive next {n} before {t}");
+    }
+    if let Some(n) = spec.next(t, false) {
+        prop_assert!(n > t, "exclusive next {n} not after {t}");
+    }
+    let ticks: Vec<_> = spec.iter_from(t).take(4).collect();
+    prop_assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{ticks:?}");
+    let _ = spec.describe();
+    let window = Window {
+        spec,
+        start_at: bounds.0,
+        end_at: bounds.1,
+    };
+    let in_window: Vec<_> = window.ticks_from(t).take(3).collect();
+    for tick in &in_window {
+        prop_assert!(*tick >= t);
+        prop_assert!(bounds.0.is_none_or(|s| *tick >= s));
+        prop_assert!(bounds.1.is_none_or(|e| *tick <= e));
+    }
+    let _ = check_fires_after(&window, t);
+    Ok(())
+}
+
+#[test]
+fn cron_parsing_and_fire_times_never_panic_nor_go_backwards() {
+    let bounds = (prop::option::of(instant()), prop::option::of(instant()));
+    check(
+        "cron_expr x timezone x instant",
+        3000,
+        (cron_expr(), timezone(), instant(), bounds),
+        |(expr, tz, t, bounds)| {
+            if let Ok(spec) = CronSpec::parse(&expr, &tz) {
+                fire_times_are_ordered(spec, t, bounds)?;
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn valid_expressions_at_any_instant_never_panic() {
+    // Expressions that parse, so every case reaches the fire-time search.
+    let valid = prop::sample::select(vec![
+        "* * * * *",
+        "0 0 * * *",
+        "*/7 * * * * *",
+        "0 0 29 2 *",
+        "0 0 L * *",
+        "0 0 LW * *",
+        "0 0 * * 5L",
+        "0 0 * * 5#3",
+        "0 0 13 * +FRI",
+        "30 2 * * *",
+        "0 0 1 1 *",
+        "@yearly",
+        "59 59 23 31 12 *",
+        "15,45 1 * * SUN",
+        "0 0 1-7 * MON",
+    ]);
+    check(
+        "valid cron_expr x timezone x instant",
+        3000,
+        (valid, timezone(), instant()),
+        |(expr, tz, t)| {
+            if let Ok(spec) = CronSpec::parse(expr, &tz) {
+                fire_times_are_ordered(spec, t, (None, None))?;
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn expressions_that_never_fire_answer_none_from_any_instant() {
+    // croner searches up to year 5000 before it gives up: ~0.1 s per search in a debug
+    // build, so few cases.
+    let never = prop::sample::select(vec!["0 0 30 2 *", "0 0 31 4 *", "0 0 31 11 *"]);
+    check(
+        "never-firing cron_expr x timezone x instant",
+        12,
+        (never, timezone(), instant()),
+        |(expr, tz, t)| {
+            if let Ok(spec) = CronSpec::parse(expr, &tz) {
+                prop_assert_eq!(spec.next(t, true), None);
+                let window = Window {
+                    spec,
+                    start_at: None,
+                    end_at: None,
+                };
+                let refused = check_fires_after(&window, t).unwrap_err();
+                prop_assert_eq!(refused.field, "cron_expr");
+            }
+            Ok(())
+        },
+    );
+}
+
+/// JSON with the schedule's field names as likely keys, and anything as values.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        prop_oneof![
+            any::<String>(),
+            "[0-9*/ @A-Za-z_:.-]{0,30}",
+            prop::sample::select(vec![
+                "0 * * * *",
+                "UTC",
+                "Europe/London",
+                "skip",
+                "queue",
+                "spread",
+                "none",
+                "2026-03-08T07:00:00Z",
+                "9999-12-31T23:59:59Z",
+                "0000-01-01T00:00:00Z",
+                "-262143-01-01T00:00:00Z",
+                "+262142-12-31T23:59:59Z",
+                "succeeded",
+            ])
+            .prop_map(str::to_owned),
+        ]
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(vec![
+            "schedule_id", "workflow_id", "version", "user_id", "cron_expr", "timezone",
+            "start_at", "end_at", "jitter_ms", "overlap_policy", "catchup_policy", "paused",
+            "status", "next_fire_times", "created_at", "count", "from", "to", "error",
+        ])
+        .prop_map(str::to_owned),
+        1 => any::<String>(),
+    ]
+}
+
+/// A body that is mostly a plausible schedule, with some fields replaced by anything.
+fn schedule_body() -> impl Strategy<Value = Value> {
+    let base = serde_json::json!({
+        "workflow_id": "wf", "version": 1, "user_id": "alice", "cron_expr": "0 * * * *",
+    });
+    prop::collection::vec((key(), json_value()), 0..5).prop_map(move |fields| {
+        let mut body = base.clone();
+        for (k, v) in fields {
+            body[k] = v;
+        }
+        body
+    })
+}
+
+fn defaults() -> Defaults {
+    Defaults {
+        overlap_policy: OverlapPolicy::Skip,
+        catchup_policy: CatchupPolicy::FireImmediately,
+    }
+}
+
+/// Every body type the API parses, from `bytes`; schedules are also validated and asked
+/// for their first fire time.
+fn parse_everything(bytes: &[u8], now: DateTime<Utc>) {
+    if let Ok(request) = parse_json::<ScheduleRequest>(bytes) {
+        if let Ok(spec) = request.validate(defaults()) {
+            let _ = check_fires_after(&spec.window, now);
+            let _ = spec.window.ticks_from(now).take(5).count();
+        }
+    }
+    if let Ok(req) = parse_json::<PreviewRequest>(bytes) {
+        let _ = futures::executor::block_on(preview::preview(JsonBody(req)));
+    }
+    let _ = parse_json::<BackfillRequest>(bytes);
+    let _ = parse_json::<CompleteRequest>(bytes);
+    let _ = parse_json::<PauseRequest>(bytes);
+    let _ = parse_json::<Value>(bytes);
+}
+
+#[test]
+fn request_bodies_never_panic() {
+    check(
+        "schedule-shaped JSON bodies",
+        1500,
+        (schedule_body(), instant()),
+        |(body, now)| {
+            parse_everything(body.to_string().as_bytes(), now);
+            Ok(())
+        },
+    );
+    check("arbitrary JSON values", 1000, json_value(), |value| {
+        parse_everything(value.to_string().as_bytes(), Utc::now());
+        Ok(())
+    });
+    check(
+        "arbitrary bytes",
+        1000,
+        prop::collection::vec(any::<u8>(), 0..256),
+        |bytes| {
+            parse_everything(&bytes, Utc::now());
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn preview_counts_and_instants_never_panic() {
+    let request = (
+        cron_expr(),
+        prop::option::of(timezone()),
+        prop::option::of(any::<i64>()),
+        prop::option::of(instant()),
+    );
+    check(
+        "cron preview requests",
+        800,
+        request,
+        |(cron_expr, timezone, count, from)| {
+            let req = PreviewRequest {
+                cron_expr: Some(cron_expr),
+                timezone,
+                count,
+                from,
+            };
+            if let Ok(axum::Json(resp)) =
+                futures::executor::block_on(preview::preview(JsonBody(req)))
+            {
+                prop_assert!(resp.next.len() <= 100);
+                prop_assert!(resp.next.windows(2).all(|w| w[0].utc < w[1].utc));
+                if let (Some(from), Some(first)) = (from, resp.next.first()) {
+                    prop_assert!(first.utc >= from);
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn credential_lists_never_panic() {
+    let entry = prop_oneof![
+        any::<String>(),
+        "(admin|user|executor|root)(:[a-z:]{0,6})?:[A-Za-z0-9+/=:-]{0,30}",
+    ];
+    check(
+        "token lists",
+        1000,
+        prop::collection::vec(entry, 0..6),
+        |entries| {
+            let _ = TokenSet::parse(&entries.join(","));
+            let _ = TokenSet::parse(&entries.join("\n"));
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn the_instant_strategy_reaches_the_ends_of_time() {
+    // Guards the generator itself: a strategy that never left the present would make the
+    // far-future properties above pass vacuously.
+    let mut runner = TestRunner::deterministic();
+    let strategy = instant();
+    let (mut far_past, mut far_future) = (false, false);
+    for _ in 0..500 {
+        let t = strategy.new_tree(&mut runner).unwrap().current();
+        far_past |= t < DateTime::<Utc>::MIN_UTC + TimeDelta::days(400);
+        far_future |= t > DateTime::<Utc>::MAX_UTC - TimeDelta::days(400);
+    }
+    assert!(far_past && far_future);
+}

@@ -89,7 +89,7 @@ pub struct Config {
     /// `SCHEDULER_LAUNCH_BACKOFF_MS`: delay before the first retry (doubling, with jitter,
     /// up to 60 s). Default `500`.
     pub launch_backoff: Duration,
-    /// `SCHEDULER_LAUNCH_CONCURRENCY`: launches in flight per replica. Default `64`.
+    /// `SCHEDULER_LAUNCH_CONCURRENCY`: launches in flight per replica. Default `128`.
     pub launch_concurrency: usize,
     /// `SCHEDULER_RUN_TIMEOUT_MS`: a running run with no completion report after this long
     /// ends `timed_out`. Default `3600000` (1 h).
@@ -219,7 +219,7 @@ impl Config {
                     .ok_or("a whole number from 1 to 100")
             })?,
             launch_backoff: env.millis("SCHEDULER_LAUNCH_BACKOFF_MS", 500)?,
-            launch_concurrency: env.parse_with("SCHEDULER_LAUNCH_CONCURRENCY", 64, |v| {
+            launch_concurrency: env.parse_with("SCHEDULER_LAUNCH_CONCURRENCY", 128, |v| {
                 v.parse::<usize>()
                     .ok()
                     .filter(|n| (1..=10_000).contains(n))

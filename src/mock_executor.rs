@@ -167,6 +167,12 @@ impl MockExecutor {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        // Without TCP_NODELAY a response written in two segments waits for the client's
+        // delayed ACK (40 ms on Linux): the stand-in must not be the slow part of a benchmark.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

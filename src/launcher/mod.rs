@@ -41,7 +41,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::{Semaphore, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -81,7 +83,7 @@ impl LaunchSettings {
         Self {
             cluster_name: config.cluster_name.clone(),
             node_id: config.node_id.clone(),
-            batch: 256,
+            batch: 512,
             concurrency: config.launch_concurrency,
             lease: config.executor_timeout + Duration::from_secs(5),
             max_attempts: config.launch_max_attempts,
@@ -474,6 +476,10 @@ pub async fn run(
 ) {
     let dags = Arc::new(DagCache::default());
     let permits = Arc::new(Semaphore::new(settings.concurrency));
+    // Runs claimed and not yet launched-and-answered, at most `concurrency + batch`.
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(Notify::new());
+    let max_outstanding = settings.concurrency + usize::try_from(settings.batch).unwrap_or(0);
     let (tx, mut rx) = mpsc::unbounded_channel::<Recorded>();
 
     let recorder = {
@@ -507,6 +513,7 @@ pub async fn run(
     };
     let mut last_expiry = std::time::Instant::now() - Duration::from_secs(10);
     let mut backoff = Duration::from_millis(100);
+    let mut busy = false;
     while !shutdown.is_cancelled() {
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             if let Err(e) = expire_runs(&pool, &metrics).await {
@@ -514,15 +521,32 @@ pub async fn run(
             }
             last_expiry = std::time::Instant::now();
         }
-        let room = i64::try_from(permits.available_permits())
+        // Claim a whole batch even while launches are in flight: claimed runs wait for a
+        // permit here, so a burst is claimed in a few large transactions, not in many
+        // small ones sized by whatever permits happen to be free.
+        let in_hand = outstanding.load(Ordering::Acquire);
+        let room = i64::try_from(max_outstanding.saturating_sub(in_hand))
             .unwrap_or(0)
             .min(settings.batch);
-        // Idle passes are not traced: a span only when something is due.
-        let claim_span = match anything_due(&pool).await {
-            Ok(true) => {
-                tracing::info_span!("claim_batch", node_id = %settings.node_id, runs = tracing::field::Empty)
+        if in_hand > 0 && room < settings.batch / 2 {
+            // Enough in hand: let it drain to half a batch of room before claiming again.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = finished.notified() => {}
             }
-            Ok(false) | Err(_) => tracing::Span::none(),
+            continue;
+        }
+        // Idle passes are not traced: a span only when something is due (checked only
+        // after an idle pass; a busy dispatcher knows there is work).
+        let claim_span = if busy {
+            tracing::info_span!("claim_batch", node_id = %settings.node_id, runs = tracing::field::Empty)
+        } else {
+            match anything_due(&pool).await {
+                Ok(true) => {
+                    tracing::info_span!("claim_batch", node_id = %settings.node_id, runs = tracing::field::Empty)
+                }
+                Ok(false) | Err(_) => tracing::Span::none(),
+            }
         };
         let claimed = match claim(&pool, &settings, room)
             .instrument(claim_span.clone())
@@ -548,6 +572,7 @@ pub async fn run(
             }
         };
         claim_span.record("runs", claimed.runs.len());
+        busy = !claimed.runs.is_empty();
         let full = i64::try_from(claimed.runs.len()).unwrap_or(0) >= room && room > 0;
         if !claimed.runs.is_empty() {
             let runs = claimed.runs;
@@ -563,17 +588,20 @@ pub async fn run(
                 tracing::warn!(error = %e, "loading DAGs failed; the runs will be retried after their lease");
                 continue;
             }
+            outstanding.fetch_add(runs.len(), Ordering::AcqRel);
             for run in runs {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closed");
+                let permits = permits.clone();
                 let client = client.clone();
                 let dags = dags.clone();
                 let tx = tx.clone();
                 let metrics = metrics.clone();
+                let outstanding = outstanding.clone();
+                let finished = finished.clone();
                 tokio::spawn(async move {
+                    let permit = permits
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
                     let outcome = launch_one(&client, &dags, &metrics, &run).await;
                     drop(permit);
                     let _ = tx.send(Recorded {
@@ -581,6 +609,8 @@ pub async fn run(
                         attempt: run.attempt,
                         outcome,
                     });
+                    outstanding.fetch_sub(1, Ordering::AcqRel);
+                    finished.notify_one();
                 });
             }
         }
@@ -588,10 +618,10 @@ pub async fn run(
             continue;
         }
         if room == 0 {
-            // Every permit is busy: wait for one to come back.
+            // As many runs in hand as allowed: wait for one to finish.
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                p = permits.clone().acquire_owned() => drop(p),
+                () = finished.notified() => {}
             }
             continue;
         }
@@ -616,9 +646,10 @@ pub async fn run(
             },
         }
     }
-    // Drain: wait for launches in flight (each bounded by the Executor timeout).
-    let all = u32::try_from(settings.concurrency).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    // Drain: wait for the runs in hand (each launch bounded by the Executor timeout).
+    while outstanding.load(Ordering::Acquire) > 0 {
+        let _ = tokio::time::timeout(Duration::from_millis(100), finished.notified()).await;
+    }
     drop(tx);
     let _ = recorder.await;
 }

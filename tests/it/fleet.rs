@@ -153,14 +153,17 @@ async fn a_stale_leader_is_fenced_and_two_believers_never_double_a_tick() {
 
     // Two nodes that both pass the fence (as if it were broken) tick concurrently for a
     // few seconds: the claim and the unique key still give one run per tick.
-    let run = |name: &'static str| {
+    // Who wins a due schedule depends on timing; run until both have written (at least
+    // 3 s, at most 20 s) so the test always exercises two writers.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run = |name: &'static str, pause_ms: u64| {
         let url = _url.clone();
         let settings = settings.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let mut conn = PgConnection::connect(&url).await.unwrap();
-            let end = Instant::now() + Duration::from_secs(3);
             let mut passes = 0;
-            while Instant::now() < end {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 ticker::tick_once(
                     &mut conn,
                     &settings,
@@ -172,12 +175,26 @@ async fn a_stale_leader_is_fenced_and_two_believers_never_double_a_tick() {
                 .await
                 .unwrap();
                 passes += 1;
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
             }
             passes
         })
     };
-    let (a, b) = (run("a"), run("b"));
+    let (a, b) = (run("a", 30), run("b", 17));
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let writers: i64 = sqlx::query_scalar("select count(distinct created_by) from runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if (writers == 2 && started.elapsed() >= Duration::from_secs(3))
+            || started.elapsed() >= Duration::from_secs(20)
+        {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     assert!(a > 10 && b > 10, "both ticked: {a} {b}");
     let until: DateTime<Utc> = sqlx::query_scalar("select now()")

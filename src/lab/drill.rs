@@ -127,13 +127,7 @@ async fn takeover(
 }
 
 pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
-    let dir = tempfile::Builder::new()
-        .prefix("cron-scheduler-drill-")
-        .tempdir_in("/tmp")?;
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
+    let dir = super::workdir("cron-scheduler-drill-")?;
     let bin = args.bin.clone().unwrap_or_else(super::sibling_binary);
     let mut db = LabDb::start(dir.path(), true).await?;
     let http = reqwest::Client::new();

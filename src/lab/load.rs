@@ -148,13 +148,7 @@ fn background_specs(n: usize) -> Vec<(String, &'static str)> {
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
-    let dir = tempfile::Builder::new()
-        .prefix("cron-scheduler-load-")
-        .tempdir_in("/tmp")?;
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
+    let dir = super::workdir("cron-scheduler-load-")?;
     let bin = args.bin.clone().unwrap_or_else(super::sibling_binary);
     let db = LabDb::start(dir.path(), true).await?;
     let http = reqwest::Client::new();

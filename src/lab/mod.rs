@@ -35,6 +35,15 @@ pub fn sibling_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("cron-scheduler"))
 }
 
+/// A temporary working folder under `/tmp` that the `postgres` user can enter (removed
+/// when dropped).
+pub fn workdir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

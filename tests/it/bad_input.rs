@@ -3,22 +3,8 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
-use crate::common::TestApp;
-
-/// Everything a request could have changed, as comparable text.
-async fn snapshot(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "select 's:' || row_to_json(s)::text from schedules s \
-         union all select 'r:' || row_to_json(r)::text from runs r \
-         union all select 'w:' || row_to_json(w)::text from workflow_versions w \
-         order by 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("snapshot")
-}
+use crate::common::{TestApp, snapshot};
 
 fn valid() -> Value {
     json!({

@@ -288,3 +288,22 @@ pub async fn assert_every_second_once(
     );
     ticks.len()
 }
+
+/// The cluster's leader and epoch, per the database (no leader yet: `(None, 0)`).
+pub async fn leader(pool: &PgPool) -> (Option<String>, i64) {
+    cron_scheduler::lab::leader(pool).await.unwrap_or((None, 0))
+}
+
+/// Every schedule, run and workflow version, as comparable text. (`fleet_state` is not
+/// in it: the leader writes it on its own; the worker switch is checked separately.)
+pub async fn snapshot(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "select 's:' || row_to_json(s)::text from schedules s \
+         union all select 'r:' || row_to_json(r)::text from runs r \
+         union all select 'w:' || row_to_json(w)::text from workflow_versions w \
+         order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("snapshot")
+}

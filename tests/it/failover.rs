@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::common::{assert_every_second_once, fresh_database, wait_for};
+use crate::common::{assert_every_second_once, fresh_database, leader, wait_for};
 
 const LEASE_MS: u64 = 2000;
 
@@ -121,16 +121,6 @@ impl Drop for Node {
             }
         }
     }
-}
-
-async fn leader(pool: &PgPool) -> (Option<String>, i64) {
-    sqlx::query_as(
-        "select leader_node, leader_epoch from fleet_state where cluster_name = 'default'",
-    )
-    .fetch_optional(pool)
-    .await
-    .unwrap()
-    .unwrap_or((None, 0))
 }
 
 async fn db_now(pool: &PgPool) -> DateTime<Utc> {

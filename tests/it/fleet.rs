@@ -13,7 +13,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::common::{TestApp, assert_every_second_once, fresh_database, test_config, wait_for};
+use crate::common::{
+    TestApp, assert_every_second_once, fresh_database, leader, test_config, wait_for,
+};
 
 /// Settings for fleet tests: a short lease and lookahead, catch-up on, worker on.
 fn fleet_config(c: &mut cron_scheduler::config::Config) {
@@ -23,16 +25,6 @@ fn fleet_config(c: &mut cron_scheduler::config::Config) {
     c.misfire_grace = Duration::from_millis(1000);
     c.max_catchup_runs = 1000;
     c.default_catchup_policy = cron_scheduler::schedules::CatchupPolicy::FireImmediately;
-}
-
-async fn leader(pool: &PgPool) -> (Option<String>, i64) {
-    sqlx::query_as(
-        "select leader_node, leader_epoch from fleet_state where cluster_name = 'default'",
-    )
-    .fetch_optional(pool)
-    .await
-    .unwrap()
-    .unwrap_or((None, 0))
 }
 
 #[tokio::test]

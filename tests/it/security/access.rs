@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::common::TestApp;
+use crate::common::{TestApp, snapshot};
 
 #[tokio::test]
 async fn a_user_cannot_see_or_touch_another_users_schedules_or_runs() {

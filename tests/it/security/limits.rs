@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::common::TestApp;
+use crate::common::{TestApp, snapshot};
 
 #[tokio::test]
 async fn a_burst_over_the_rate_limit_gets_429_while_others_are_served() {

@@ -78,20 +78,6 @@ pub(super) fn schedule(id: &str, user: &str) -> Value {
            "cron_expr": "0 * * * *"})
 }
 
-/// Every schedule, run and workflow version, as comparable text. (`fleet_state` is not
-/// in it: the leader writes it on its own; the worker switch is checked separately.)
-pub(super) async fn snapshot(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "select 's:' || row_to_json(s)::text from schedules s \
-         union all select 'r:' || row_to_json(r)::text from runs r \
-         union all select 'w:' || row_to_json(w)::text from workflow_versions w \
-         order by 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("snapshot")
-}
-
 /// A run of `schedule_id` in `user`'s name, in `status`, written as the fleet would.
 pub(super) async fn insert_run(
     pool: &PgPool,

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use cron_scheduler::{
     db::{
@@ -15,7 +15,7 @@ use cron_scheduler::{
     },
     fleet::{
         ticker::{TickSettings, tick_once},
-        ticks::{CatchupLimits, plan},
+        ticks::{CatchupLimits, Lead, plan},
     },
     launcher::{LaunchSettings, claim},
     schedules::{CatchupPolicy, CronSpec, Window},
@@ -84,7 +84,10 @@ fn plan_batch(c: &mut Criterion) {
                     CatchupPolicy::FireImmediately,
                     now,
                     now,
-                    now + TimeDelta::seconds(2),
+                    &Lead {
+                        min: Duration::from_secs(2),
+                        max: Duration::from_secs(600),
+                    },
                     &limits(),
                 );
                 runs += p.runs.len();
@@ -150,9 +153,12 @@ fn database_paths(c: &mut Criterion) {
     });
     let settings = TickSettings {
         lookahead: Duration::from_secs(2),
+        cohort_lookahead: Duration::from_secs(600),
         limits: limits(),
-        batch_size: 500,
+        max_rows: 10_000,
+        batch_target: Duration::from_millis(250),
         statement_timeout: Duration::from_secs(10),
+        max_queued: 100,
     };
     let mut group = c.benchmark_group("database");
     group.sample_size(20);
@@ -193,9 +199,11 @@ fn database_paths(c: &mut Criterion) {
         node_id: "bench".into(),
         batch: 256,
         concurrency: 256,
+        arm_window: Duration::from_secs(1),
         lease: Duration::from_secs(15),
-        max_attempts: 8,
-        backoff_min: Duration::from_millis(500),
+        executor_timeout: Duration::from_secs(10),
+        retry_for: Duration::from_secs(3600),
+        backoff_min: Duration::from_secs(1),
         backoff_max: Duration::from_secs(60),
         run_timeout: Duration::from_secs(3600),
         idle_poll: Duration::from_millis(500),

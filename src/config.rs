@@ -83,9 +83,20 @@ pub struct Config {
     pub executor_token: Option<Secret>,
     /// `SCHEDULER_EXECUTOR_TIMEOUT_MS`: time limit of one launch request. Default `10000`.
     pub executor_timeout: Duration,
-    /// `SCHEDULER_LAUNCH_MAX_ATTEMPTS`: launch attempts before a run ends `failed_launch`.
-    /// Default `8`.
-    pub launch_max_attempts: i32,
+    /// `SCHEDULER_LAUNCH_RETRY_FOR`: how long after its `fire_at` a run's launch is retried
+    /// (connection errors, timeouts, 429, 5xx) before it ends `failed_launch`
+    /// (`attempts_exhausted`). A duration: `1h` (default), `30m`, `90s`, `2d`, or seconds.
+    pub launch_retry_for: Duration,
+    /// `SCHEDULER_LAUNCH_BACKOFF_MAX_MS`: longest delay between two launch attempts (a
+    /// longer `Retry-After` is honoured). Default `60000`.
+    pub launch_backoff_max: Duration,
+    /// `SCHEDULER_ARM_WINDOW_MS`: how far ahead of its `fire_at` a replica claims a run and
+    /// holds it, to send it at its `fire_at` with the database work already done. Default
+    /// `1000`; `0` claims runs only when due.
+    pub arm_window: Duration,
+    /// `SCHEDULER_MAX_QUEUED`: runs of a `queue` schedule that may wait at most; past it a
+    /// due tick ends `skipped` (reason `queue_full`). Default `100`.
+    pub max_queued: u32,
     /// `SCHEDULER_LAUNCH_BACKOFF_MS`: delay before the first retry (doubling, with jitter,
     /// up to 60 s). Default `500`.
     pub launch_backoff: Duration,
@@ -106,6 +117,11 @@ pub struct Config {
     pub leader_lease: Duration,
     /// `SCHEDULER_LOOKAHEAD_MS`: how far ahead ticks are materialized. Default `2000`.
     pub lookahead: Duration,
+    /// `SCHEDULER_COHORT_LOOKAHEAD_MS`: how far ahead the ticks of sparse schedules may be
+    /// written at most (a tick is written half the gap to the next one ahead, at least
+    /// the lookahead): big cohorts due at one instant are written before it. Default
+    /// `600000` (10 minutes); at least `SCHEDULER_LOOKAHEAD_MS`.
+    pub cohort_lookahead: Duration,
     /// `SCHEDULER_MISFIRE_GRACE_MS`: a tick older than this when first seen is missed.
     /// Default `5000`.
     pub misfire_grace: Duration,
@@ -212,13 +228,27 @@ impl Config {
             executor_token: env
                 .secret("SCHEDULER_EXECUTOR_TOKEN", "SCHEDULER_EXECUTOR_TOKEN_FILE")?,
             executor_timeout: env.millis("SCHEDULER_EXECUTOR_TIMEOUT_MS", 10_000)?,
-            launch_max_attempts: env.parse_with("SCHEDULER_LAUNCH_MAX_ATTEMPTS", 8, |v| {
-                v.parse::<i32>()
+            launch_retry_for: env
+                .duration("SCHEDULER_LAUNCH_RETRY_FOR", Duration::from_secs(3600))?,
+            launch_backoff_max: env.millis("SCHEDULER_LAUNCH_BACKOFF_MAX_MS", 60_000)?,
+            arm_window: env.parse_with(
+                "SCHEDULER_ARM_WINDOW_MS",
+                Duration::from_millis(1000),
+                |v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n <= 10_000)
+                        .map(Duration::from_millis)
+                        .ok_or("milliseconds from 0 to 10000")
+                },
+            )?,
+            max_queued: env.parse_with("SCHEDULER_MAX_QUEUED", 100, |v| {
+                v.parse::<u32>()
                     .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or("a whole number from 1 to 100")
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or("a whole number from 1 to 100000")
             })?,
-            launch_backoff: env.millis("SCHEDULER_LAUNCH_BACKOFF_MS", 500)?,
+            launch_backoff: env.millis("SCHEDULER_LAUNCH_BACKOFF_MS", 1000)?,
             launch_concurrency: env.parse_with("SCHEDULER_LAUNCH_CONCURRENCY", 128, |v| {
                 v.parse::<usize>()
                     .ok()
@@ -239,6 +269,7 @@ impl Config {
             worker_autostart: env.bool("SCHEDULER_WORKER_AUTOSTART", true)?,
             leader_lease: env.millis("SCHEDULER_LEADER_LEASE_MS", 5000)?,
             lookahead: env.millis("SCHEDULER_LOOKAHEAD_MS", 2000)?,
+            cohort_lookahead: env.millis("SCHEDULER_COHORT_LOOKAHEAD_MS", 600_000)?,
             misfire_grace: env.millis("SCHEDULER_MISFIRE_GRACE_MS", 5000)?,
             max_catchup_runs: env.parse_with("SCHEDULER_MAX_CATCHUP_RUNS", 10, |v| {
                 v.parse::<u32>()
@@ -348,6 +379,18 @@ impl Config {
                 message: "at most 128 characters".into(),
             });
         }
+        if self.cohort_lookahead < self.lookahead {
+            return Err(ConfigError {
+                var: "SCHEDULER_COHORT_LOOKAHEAD_MS",
+                message: "must not be below SCHEDULER_LOOKAHEAD_MS".into(),
+            });
+        }
+        if self.launch_backoff_max < self.launch_backoff {
+            return Err(ConfigError {
+                var: "SCHEDULER_LAUNCH_BACKOFF_MAX_MS",
+                message: "must not be below SCHEDULER_LAUNCH_BACKOFF_MS".into(),
+            });
+        }
         if self.leader_lease < Duration::from_millis(1000) {
             return Err(ConfigError {
                 var: "SCHEDULER_LEADER_LEASE_MS",
@@ -426,6 +469,13 @@ impl Env<'_> {
         })
     }
 
+    /// A duration: a whole number with a unit (`s`, `m`, `h`, `d`), or plain seconds.
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.parse_with(var, default, |v| {
+            parse_duration(v).ok_or("a duration such as 90s, 30m, 1h or 7d (or seconds)")
+        })
+    }
+
     fn millis(&self, var: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
         self.parse_with(var, Duration::from_millis(default_ms), |v| {
             v.parse::<u64>()
@@ -435,6 +485,24 @@ impl Env<'_> {
                 .ok_or("milliseconds from 1 to 86400000")
         })
     }
+}
+
+/// `90s`, `30m`, `1h`, `7d`, or plain seconds; at most 100 years.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs <= 100 * 366 * 86_400).then(|| Duration::from_secs(secs))
 }
 
 /// Reads of secrets and credentials, which may come from mounted files.

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub runs_missed: Counter<u64>,
     /// `scheduler_runs_skipped_overlap_total`: runs skipped by the `skip` policy.
     pub runs_skipped_overlap: Counter<u64>,
+    /// `scheduler_runs_skipped_queue_full_total`: ticks of `queue` schedules skipped
+    /// because `SCHEDULER_MAX_QUEUED` runs already wait.
+    pub runs_skipped_queue_full: Counter<u64>,
     /// `scheduler_runs_failed_launch_total{reason}`.
     pub runs_failed_launch: Counter<u64>,
     /// `scheduler_runs_launched_total`: launches the Executor accepted.
@@ -99,6 +102,12 @@ impl Metrics {
             runs_skipped_overlap: meter
                 .u64_counter("scheduler_runs_skipped_overlap")
                 .with_description("Runs skipped because their schedule had a run in flight")
+                .build(),
+            runs_skipped_queue_full: meter
+                .u64_counter("scheduler_runs_skipped_queue_full")
+                .with_description(
+                    "Ticks skipped because their queue schedule had too many runs waiting",
+                )
                 .build(),
             runs_failed_launch: meter
                 .u64_counter("scheduler_runs_failed_launch")

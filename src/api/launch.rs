@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     launcher::RUNS_CHANNEL,
-    runs::{Run, store as runs_store},
+    runs::{Run, RunStatus, complete::Completed, store as runs_store},
     schedules::{
         CronSpec, Window,
         model::{ScheduleId, validate_instant, validate_name, validate_version},
@@ -384,7 +384,8 @@ pub async fn complete_run(
     let run_id = Uuid::parse_str(&run_id)
         .map_err(|_| ApiError::not_found(format!("no run with id {run_id:?}")))?;
     let status = match req.status.as_deref() {
-        Some(s @ ("succeeded" | "failed")) => s.to_owned(),
+        Some("succeeded") => RunStatus::Succeeded,
+        Some("failed") => RunStatus::Failed,
         Some(other) => {
             return Err(ApiError::invalid(
                 "status",
@@ -417,33 +418,23 @@ pub async fn complete_run(
             "error must not contain the NUL character",
         ));
     }
-    let updated = sqlx::query(
-        "update runs set status = $2, last_error = $3, finished_at = now(), \
-           launched_at = coalesce(launched_at, now()), exclusive_slot = false, lease_until = null, \
-           updated_at = now() \
-         where run_id = $1 and status in ('launching', 'running')",
-    )
-    .bind(run_id)
-    .bind(&status)
-    .bind(&req.error)
-    .execute(&state.pool)
-    .await?
-    .rows_affected();
-    let run = fetch_run(&state.pool, run_id).await?;
-    if updated == 0 && run.status.as_str() != status {
-        return Err(ApiError::Conflict(format!(
+    match state
+        .completions
+        .complete(run_id, status, req.error)
+        .await?
+    {
+        Completed::Ended(run) => {
+            state.telemetry.metrics.runs_completed.add(
+                1,
+                &[opentelemetry::KeyValue::new("status", status.as_str())],
+            );
+            Ok(Json(run))
+        }
+        Completed::Already(run) => Ok(Json(run)),
+        Completed::Conflict(run) => Err(ApiError::Conflict(format!(
             "run {run_id} is {}; it cannot become {status}",
             run.status
-        )));
+        ))),
+        Completed::NotFound => Err(ApiError::not_found(format!("no run with id {run_id}"))),
     }
-    if updated > 0 {
-        state
-            .telemetry
-            .metrics
-            .runs_completed
-            .add(1, &[opentelemetry::KeyValue::new("status", status)]);
-        // A slot is free: a queued run may launch now.
-        notify_runs(&state.pool).await;
-    }
-    Ok(Json(run))
 }

@@ -29,7 +29,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    config::Config, fleet::leader::NodeState, schedules::model::Defaults, telemetry::Telemetry,
+    config::Config, fleet::leader::NodeState, runs::complete::Completions,
+    schedules::model::Defaults, telemetry::Telemetry,
 };
 use auth::SecurityDoc;
 use error::ApiError;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub node: Arc<NodeState>,
     /// Metrics (recorded by handlers, rendered on `/metrics`).
     pub telemetry: Arc<Telemetry>,
+    /// The writer of the Executor's completion reports (batched).
+    pub completions: Completions,
 }
 
 impl AppState {
@@ -58,12 +61,14 @@ impl AppState {
             overlap_policy: config.default_overlap_policy,
             catchup_policy: config.default_catchup_policy,
         };
+        let completions = Completions::start(pool.clone());
         Self {
             pool,
             config,
             defaults,
             node,
             telemetry,
+            completions,
         }
     }
 }

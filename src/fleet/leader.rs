@@ -21,9 +21,11 @@
 //!   `client_connection_check_interval`, so a follower that dies while queued is noticed by
 //!   the server and leaves the queue instead of being granted the lock as a ghost.
 //! - **Leading**: on grant, the node increments `fleet_state.leader_epoch` (on the lock
-//!   session) and records itself as leader. It then loops: one tick pass
-//!   ([`super::ticker::tick_once`]), then sleep until the next due tick, a `NOTIFY` of a
-//!   schedule change, the heartbeat interval (lease / 4), or shutdown.
+//!   session) and records itself as leader. It then loops: one tick batch
+//!   ([`super::ticker::Ticker::batch`], which renews the fence), again at once while
+//!   batches come back full, then sleep until the next schedule is due to be looked at, a
+//!   `NOTIFY` of a schedule change, the heartbeat interval (lease / 4), or shutdown. Work
+//!   of any size is a sequence of short batches: a backlog never outlasts the lease.
 //!
 //! # Timings
 //!
@@ -320,7 +322,9 @@ async fn lead(
             None
         }
     };
+    let mut ticker = ticker::Ticker::new(settings.tick.clone());
     let mut last_ok = Instant::now();
+    let mut due_in_pass = 0usize;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -332,22 +336,46 @@ async fn lead(
                 settings.lease
             );
         }
-        // A client-side bound too: on a silently dead network (no FIN, no RST) a query
-        // would wait forever, and a leader that cannot talk must step down.
-        let pass = ticker::tick_once(
+        // One batch at a time, each bounded by the lease on the client side too: on a
+        // silently dead network (no FIN, no RST) a query would wait forever, and a leader
+        // that cannot talk must step down. Each batch renews the fence, so a pass of any
+        // size (a cohort of a million, a week of catch-up) keeps the leadership.
+        let batch = ticker.batch(
             conn,
-            &settings.tick,
             &settings.cluster_name,
             &settings.node_id,
             epoch,
             metrics,
         );
-        let outcome = tokio::time::timeout(settings.lease, pass)
+        let outcome = tokio::time::timeout(settings.lease, batch)
             .await
-            .map_err(|_| anyhow::anyhow!("a tick pass took longer than the lease"))??;
+            .map_err(|_| anyhow::anyhow!("a tick batch took longer than the lease"))??;
         last_ok = Instant::now();
         state.ticked(outcome.db_now);
-        let sleep = outcome.sleep.min(settings.heartbeat());
+        due_in_pass += outcome.planned;
+        if outcome.more {
+            continue;
+        }
+        metrics.schedules_due.record(due_in_pass as u64, &[]);
+        due_in_pass = 0;
+        let until_next = if outcome.worker_enabled {
+            tokio::time::timeout(settings.lease, ticker.until_next(conn))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("a query on the lock session took longer than the lease")
+                })??
+        } else {
+            Duration::MAX
+        };
+        last_ok = Instant::now();
+        // Something due but nothing claimed (every due schedule is locked by an API call):
+        // wait a little instead of spinning.
+        let floor = if outcome.claimed == 0 {
+            Duration::from_millis(20)
+        } else {
+            Duration::ZERO
+        };
+        let sleep = until_next.max(floor).min(settings.heartbeat());
         if sleep.is_zero() {
             continue;
         }

@@ -8,7 +8,7 @@ pub mod nodes;
 pub mod ticker;
 pub mod ticks;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -23,8 +23,11 @@ use leader::{ElectionSettings, NodeState};
 use ticker::TickSettings;
 use ticks::CatchupLimits;
 
-/// Schedules the ticker claims per transaction.
-pub const TICK_BATCH: i64 = 500;
+/// Runs one tick batch writes at most.
+pub const TICK_MAX_ROWS: usize = 10_000;
+
+/// How long one tick batch should take (the claim size adapts to it).
+pub const TICK_BATCH_TARGET: Duration = Duration::from_millis(250);
 
 /// Election and tick settings from configuration.
 pub fn election_settings(config: &Config) -> ElectionSettings {
@@ -35,13 +38,16 @@ pub fn election_settings(config: &Config) -> ElectionSettings {
         worker_autostart: config.worker_autostart,
         tick: TickSettings {
             lookahead: config.lookahead,
+            cohort_lookahead: config.cohort_lookahead,
             limits: CatchupLimits {
                 misfire_grace: config.misfire_grace,
                 max_catchup_runs: config.max_catchup_runs,
                 spread: config.catchup_spread,
             },
-            batch_size: TICK_BATCH,
+            max_rows: TICK_MAX_ROWS,
+            batch_target: TICK_BATCH_TARGET,
             statement_timeout: config.leader_lease,
+            max_queued: config.max_queued,
         },
     }
 }

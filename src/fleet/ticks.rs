@@ -1,27 +1,53 @@
 //! Tick planning: from a schedule's next due tick and the database's "now" to the runs the
-//! leader writes. Pure (no I/O), so every rule here is tested without a database.
+//! leader writes. Pure (no I/O), so every rule here is tested without a database, and its
+//! cost is bounded whatever the schedule's state: the leader runs it for thousands of
+//! schedules per batch, so a schedule a year behind must plan as fast as one a second
+//! behind.
 //!
-//! For one schedule, the ticks from `next_due_at` up to `horizon` (now + lookahead) are
-//! split in two:
-//! - **fresh** ticks (not older than now − misfire grace) become `pending` runs with
-//!   `fire_at = scheduled_for + jitter`, where the jitter is a stable hash of
-//!   (schedule id, tick) modulo `jitter_ms + 1`, capped at the next tick's nominal time;
-//! - **missed** ticks (older than the grace, e.g. after downtime) follow the catch-up
-//!   policy: `none` records them `missed`; `fire_immediately` runs the latest
-//!   `max_catchup_runs` now and records the rest `missed`; `spread` runs the latest
-//!   `max_catchup_runs` spaced evenly over the spread window.
+//! For one schedule, from `next_due_at` on:
+//! - **missed** ticks (older than now − misfire grace, e.g. after an outage) follow the
+//!   catch-up policy, and cost at most its bound (`max_catchup_runs`), not the length of
+//!   the outage. Only the latest `max_catchup_runs` missed ticks get rows (found with a
+//!   bounded search back from the end of the gap): `none` records them `missed` (reason
+//!   `catchup_none`); `fire_immediately` runs them now; `spread` runs them spaced evenly
+//!   over the spread window. Every earlier missed tick is counted, not written
+//!   (`schedules.missed_uncounted`, exact where the count is cheap, a lower bound
+//!   otherwise: see [`crate::schedules::count`]). Nothing is dropped without a row or a
+//!   count (invariant 2). Then planning jumps to the first tick after the gap.
+//! - **fresh** ticks become `pending` runs with `fire_at = scheduled_for + jitter`, where
+//!   the jitter is a stable hash of (schedule id, tick) modulo `jitter_ms + 1`, capped at
+//!   the next tick's nominal time. A tick is materialized once it is within its **lead**
+//!   of now: the lookahead (`SCHEDULER_LOOKAHEAD_MS`) for frequent schedules, and for
+//!   sparse ones half the gap to the following tick, up to the cohort lookahead
+//!   (`SCHEDULER_COHORT_LOOKAHEAD_MS`). So a minutely cohort is written about 30 s before
+//!   it is due and a daily one up to the cohort lookahead before: a cohort of a million
+//!   schedules due at midnight is in the database long before midnight, spread over the
+//!   leader's batches, instead of being written in the last two seconds.
 //!
-//! At most [`MAX_MISSED_ROWS`] `missed` rows are written per plan; the rest are counted
-//! (`schedules.missed_uncounted`). Nothing is dropped without a row or a count.
+//! The plan also says when the leader should look at the schedule again (`claim_at`: its
+//! next tick minus that tick's lead). A plan stops after [`MAX_TICKS_PER_PLAN`] ticks; the
+//! schedule is then claimable again at once and the next batch goes on.
 
-use std::{collections::VecDeque, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{runs::RunStatus, runs::RunTrigger, schedules::CatchupPolicy, schedules::Window};
+use crate::{
+    runs::RunStatus,
+    runs::RunTrigger,
+    schedules::{
+        CatchupPolicy, Window,
+        count::{count_ticks, last_ticks_before},
+    },
+};
 
-/// Bound on `missed` rows one plan writes for one schedule.
-pub const MAX_MISSED_ROWS: usize = 1000;
+/// Fresh ticks one plan writes for one schedule at most (a bound for pathological
+/// settings; with sane ones a plan writes a few).
+pub const MAX_TICKS_PER_PLAN: usize = 512;
+
+/// Cron steps one plan may spend counting missed ticks exactly; past it the count is a
+/// lower bound.
+pub const COUNT_BUDGET: usize = 2048;
 
 /// Catch-up settings (from configuration).
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +55,28 @@ pub struct CatchupLimits {
     pub misfire_grace: Duration,
     pub max_catchup_runs: u32,
     pub spread: Duration,
+}
+
+/// How far ahead ticks are materialized: `min` for frequent schedules (the lookahead),
+/// up to `max` for sparse ones (the cohort lookahead).
+#[derive(Debug, Clone, Copy)]
+pub struct Lead {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Lead {
+    /// The lead of `tick`, given the tick after it: half the gap, within `[min, max]`.
+    pub fn of(&self, tick: DateTime<Utc>, following: Option<DateTime<Utc>>) -> TimeDelta {
+        let min = TimeDelta::from_std(self.min).unwrap_or(TimeDelta::MAX);
+        let max = TimeDelta::from_std(self.max)
+            .unwrap_or(TimeDelta::MAX)
+            .max(min);
+        match following {
+            Some(next) => ((next - tick) / 2).clamp(min, max),
+            None => max,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,10 +91,17 @@ pub struct PlannedRun {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     pub runs: Vec<PlannedRun>,
-    /// The first tick after the horizon; `None`: the schedule has no tick left.
+    /// The first tick not planned; `None`: the schedule has no tick left.
     pub next_due_at: Option<DateTime<Utc>>,
+    /// When to look at the schedule again: `next_due_at` minus its lead; `None`: at once
+    /// (the plan stopped at its bound).
+    pub claim_at: Option<DateTime<Utc>>,
     /// Missed ticks counted but given no row.
     pub uncounted_missed: i64,
+    /// Whether `uncounted_missed` is exact (otherwise a lower bound).
+    pub uncounted_exact: bool,
+    /// Cron steps spent (bounded whatever the schedule's state).
+    pub steps: usize,
 }
 
 /// FNV-1a, 64 bits: stable across builds and Rust versions (std's hasher is not), so
@@ -89,7 +144,7 @@ pub fn fire_at(
     }
 }
 
-/// What to write for one schedule.
+/// What to write for one schedule: see the module docs.
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     schedule_id: &str,
@@ -98,90 +153,86 @@ pub fn plan(
     catchup: CatchupPolicy,
     next_due_at: DateTime<Utc>,
     now: DateTime<Utc>,
-    horizon: DateTime<Utc>,
+    lead: &Lead,
     limits: &CatchupLimits,
 ) -> Plan {
     let grace = TimeDelta::from_std(limits.misfire_grace).unwrap_or(TimeDelta::MAX);
     let missed_before = now - grace;
-    let keep_runs = limits.max_catchup_runs as usize;
-    let keep = match catchup {
-        CatchupPolicy::None => MAX_MISSED_ROWS,
-        _ => keep_runs + MAX_MISSED_ROWS,
+    let mut plan = Plan {
+        uncounted_exact: true,
+        ..Plan::default()
     };
-
-    let mut ticks = window.ticks_from(next_due_at).peekable();
-    // The latest `keep` missed ticks; older ones are only counted.
-    let mut missed: VecDeque<DateTime<Utc>> = VecDeque::new();
-    let mut uncounted: i64 = 0;
-    while let Some(t) = ticks.next_if(|t| *t < missed_before && *t <= horizon) {
-        if missed.len() == keep {
-            missed.pop_front();
-            uncounted += 1;
-        }
-        missed.push_back(t);
-    }
-
-    let mut runs = Vec::new();
-    // Of the kept missed ticks, the latest `keep_runs` run (per policy) and the rest are
-    // recorded as missed.
-    let run_from = match catchup {
-        CatchupPolicy::None => missed.len(),
-        _ => missed.len().saturating_sub(keep_runs),
-    };
-    let catchup_count = missed.len() - run_from;
-    for (i, t) in missed.into_iter().enumerate() {
-        if i < run_from {
-            let reason = if catchup == CatchupPolicy::None {
-                "catchup_none"
-            } else {
-                "catchup_limit"
+    let mut from = next_due_at;
+    if next_due_at < missed_before {
+        let keep = limits.max_catchup_runs as usize;
+        let latest = last_ticks_before(window, next_due_at, missed_before, keep);
+        let counted = count_ticks(window, next_due_at, missed_before, COUNT_BUDGET);
+        plan.steps += counted.steps + 2 * keep + 2;
+        let kept = u64::try_from(latest.len()).unwrap_or(u64::MAX);
+        plan.uncounted_missed =
+            i64::try_from(counted.count.saturating_sub(kept)).unwrap_or(i64::MAX);
+        plan.uncounted_exact = counted.exact;
+        let n = latest.len();
+        for (k, t) in latest.into_iter().enumerate() {
+            let (status, fire, reason) = match catchup {
+                CatchupPolicy::None => (RunStatus::Missed, t, Some("catchup_none")),
+                CatchupPolicy::FireImmediately => (RunStatus::Pending, now, None),
+                CatchupPolicy::Spread => {
+                    let step = limits.spread / u32::try_from(n).unwrap_or(u32::MAX);
+                    let offset = step * u32::try_from(k).unwrap_or(0);
+                    (
+                        RunStatus::Pending,
+                        now + TimeDelta::from_std(offset).unwrap_or_default(),
+                        None,
+                    )
+                }
             };
-            runs.push(PlannedRun {
+            plan.runs.push(PlannedRun {
                 scheduled_for: t,
-                fire_at: t,
-                status: RunStatus::Missed,
+                fire_at: fire,
+                status,
                 trigger: RunTrigger::Catchup,
-                reason: Some(reason),
+                reason,
             });
-            continue;
         }
-        let k = i - run_from;
-        let fire = match catchup {
-            CatchupPolicy::Spread if catchup_count > 0 => {
-                let step = limits.spread / u32::try_from(catchup_count).unwrap_or(u32::MAX);
-                now + TimeDelta::from_std(step * u32::try_from(k).unwrap_or(0)).unwrap_or_default()
-            }
-            _ => now,
-        };
-        runs.push(PlannedRun {
-            scheduled_for: t,
-            fire_at: fire,
-            status: RunStatus::Pending,
-            trigger: RunTrigger::Catchup,
-            reason: None,
-        });
+        from = missed_before;
     }
-    while let Some(t) = ticks.next_if(|t| *t <= horizon) {
-        let next = ticks.peek().copied();
-        runs.push(PlannedRun {
+
+    let mut ticks = window.ticks_from(from);
+    let mut current = ticks.next();
+    plan.steps += 1;
+    let mut fresh = 0;
+    while let Some(t) = current {
+        let following = ticks.next();
+        plan.steps += 1;
+        let lead_t = lead.of(t, following);
+        if t > now + lead_t {
+            plan.next_due_at = Some(t);
+            plan.claim_at = Some(t - lead_t);
+            return plan;
+        }
+        if fresh == MAX_TICKS_PER_PLAN {
+            // Bounded: the next batch goes on from here.
+            plan.next_due_at = Some(t);
+            return plan;
+        }
+        plan.runs.push(PlannedRun {
             scheduled_for: t,
-            fire_at: fire_at(schedule_id, t, next, jitter_ms),
+            fire_at: fire_at(schedule_id, t, following, jitter_ms),
             status: RunStatus::Pending,
             trigger: RunTrigger::Schedule,
             reason: None,
         });
+        fresh += 1;
+        current = following;
     }
-    Plan {
-        runs,
-        next_due_at: ticks.next(),
-        uncounted_missed: uncounted,
-    }
+    plan
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedules::CronSpec;
+    use crate::schedules::{CronSpec, spec::cron_steps};
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -201,6 +252,31 @@ mod tests {
             max_catchup_runs: max,
             spread: Duration::from_secs(60),
         }
+    }
+
+    /// The defaults: 2 s lookahead, 10 min cohort lookahead.
+    fn lead() -> Lead {
+        Lead {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(600),
+        }
+    }
+
+    fn plan_at(expr: &str, policy: CatchupPolicy, next_due: &str, now: &str, max: u32) -> Plan {
+        plan(
+            "s",
+            &window(expr, "UTC"),
+            0,
+            policy,
+            t(next_due),
+            t(now),
+            &lead(),
+            &limits(max),
+        )
+    }
+
+    fn by_status(p: &Plan, status: RunStatus) -> Vec<&PlannedRun> {
+        p.runs.iter().filter(|r| r.status == status).collect()
     }
 
     #[test]
@@ -246,16 +322,18 @@ mod tests {
     #[test]
     fn jitter_never_fires_after_the_next_tick() {
         // Every-second schedule with up to an hour of jitter: always capped at the next tick.
-        let w = window("* * * * * *", "UTC");
         let now = t("2030-01-01T00:00:00Z");
         let p = plan(
             "s",
-            &w,
+            &window("* * * * * *", "UTC"),
             3_600_000,
             CatchupPolicy::None,
             now,
             now,
-            now + TimeDelta::seconds(10),
+            &Lead {
+                min: Duration::from_secs(10),
+                max: Duration::from_secs(600),
+            },
             &limits(10),
         );
         assert_eq!(p.runs.len(), 11);
@@ -270,118 +348,144 @@ mod tests {
     }
 
     #[test]
-    fn fresh_ticks_up_to_the_horizon_are_pending() {
-        let w = window("*/10 * * * * *", "UTC");
-        let now = t("2030-01-01T00:00:03Z");
-        let p = plan(
-            "s",
-            &w,
-            0,
+    fn frequent_ticks_are_materialized_one_lookahead_ahead() {
+        let p = plan_at(
+            "*/10 * * * * *",
             CatchupPolicy::None,
-            t("2030-01-01T00:00:00Z"),
-            now,
-            t("2030-01-01T00:00:20Z"),
-            &limits(10),
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T00:00:03Z",
+            10,
         );
         let got: Vec<_> = p
             .runs
             .iter()
             .map(|r| (r.scheduled_for, r.status, r.trigger))
             .collect();
+        // Gap 10 s: lead 5 s, so ticks up to 00:00:08 are written.
         assert_eq!(
             got,
-            vec![
-                (
-                    t("2030-01-01T00:00:00Z"),
-                    RunStatus::Pending,
-                    RunTrigger::Schedule
-                ),
-                (
-                    t("2030-01-01T00:00:10Z"),
-                    RunStatus::Pending,
-                    RunTrigger::Schedule
-                ),
-                (
-                    t("2030-01-01T00:00:20Z"),
-                    RunStatus::Pending,
-                    RunTrigger::Schedule
-                ),
-            ]
+            vec![(
+                t("2030-01-01T00:00:00Z"),
+                RunStatus::Pending,
+                RunTrigger::Schedule
+            )]
         );
-        assert_eq!(p.next_due_at, Some(t("2030-01-01T00:00:30Z")));
+        assert_eq!(p.next_due_at, Some(t("2030-01-01T00:00:10Z")));
+        assert_eq!(p.claim_at, Some(t("2030-01-01T00:00:05Z")));
+        // Every second: the lookahead (2 s) is the lead.
+        let p = plan_at(
+            "* * * * * *",
+            CatchupPolicy::None,
+            "2030-01-01T00:00:03Z",
+            "2030-01-01T00:00:03Z",
+            10,
+        );
+        assert_eq!(p.runs.len(), 3, "00:00:03, :04 and :05");
+        assert_eq!(p.next_due_at, Some(t("2030-01-01T00:00:06Z")));
+        assert_eq!(p.claim_at, Some(t("2030-01-01T00:00:04Z")));
     }
 
-    /// 100 minutely ticks missed (downtime from 00:00 to 01:40).
-    fn downtime(policy: CatchupPolicy, max: u32) -> Plan {
-        let w = window("* * * * *", "UTC");
-        let now = t("2030-01-01T01:40:00Z");
-        plan(
-            "s",
-            &w,
-            0,
+    #[test]
+    fn sparse_ticks_are_materialized_early_up_to_the_cohort_lookahead() {
+        // Minutely (a cohort at second 0): the tick is written 30 s before it is due.
+        let early = plan_at(
+            "0 * * * * *",
+            CatchupPolicy::None,
+            "2030-01-01T00:01:00Z",
+            "2030-01-01T00:00:29Z",
+            10,
+        );
+        assert!(early.runs.is_empty(), "31 s ahead: not yet");
+        assert_eq!(early.claim_at, Some(t("2030-01-01T00:00:30Z")));
+        let p = plan_at(
+            "0 * * * * *",
+            CatchupPolicy::None,
+            "2030-01-01T00:01:00Z",
+            "2030-01-01T00:00:30Z",
+            10,
+        );
+        assert_eq!(p.runs.len(), 1);
+        assert_eq!(p.runs[0].scheduled_for, t("2030-01-01T00:01:00Z"));
+        assert_eq!(p.next_due_at, Some(t("2030-01-01T00:02:00Z")));
+        assert_eq!(p.claim_at, Some(t("2030-01-01T00:01:30Z")));
+        // Daily: the cohort lookahead (10 min) caps the lead.
+        let p = plan_at(
+            "0 0 * * *",
+            CatchupPolicy::None,
+            "2030-01-02T00:00:00Z",
+            "2030-01-01T23:50:00Z",
+            10,
+        );
+        assert_eq!(p.runs.len(), 1, "exactly 10 minutes ahead");
+        assert_eq!(p.claim_at, Some(t("2030-01-02T23:50:00Z")));
+        // A new schedule far from its tick: nothing written, looked at again in time.
+        let p = plan_at(
+            "0 0 * * *",
+            CatchupPolicy::None,
+            "2030-01-02T00:00:00Z",
+            "2030-01-01T12:00:00Z",
+            10,
+        );
+        assert!(p.runs.is_empty());
+        assert_eq!(p.next_due_at, Some(t("2030-01-02T00:00:00Z")));
+        assert_eq!(p.claim_at, Some(t("2030-01-01T23:50:00Z")));
+    }
+
+    /// 100 minutely ticks missed (outage from 00:00 to 01:40).
+    fn outage(policy: CatchupPolicy, max: u32) -> Plan {
+        plan_at(
+            "* * * * *",
             policy,
-            t("2030-01-01T00:00:00Z"),
-            now,
-            now + TimeDelta::seconds(2),
-            &limits(max),
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T01:40:00Z",
+            max,
         )
     }
 
     #[test]
-    fn catchup_none_records_every_missed_tick() {
-        let p = downtime(CatchupPolicy::None, 10);
-        let missed: Vec<_> = p
-            .runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Missed)
-            .collect();
-        assert_eq!(missed.len(), 100);
+    fn catchup_none_records_the_latest_missed_ticks_and_counts_the_rest() {
+        let p = outage(CatchupPolicy::None, 10);
+        let missed = by_status(&p, RunStatus::Missed);
+        assert_eq!(missed.len(), 10);
         assert!(missed.iter().all(|r| r.reason == Some("catchup_none")));
+        assert_eq!(missed[0].scheduled_for, t("2030-01-01T01:30:00Z"));
+        assert_eq!(missed[9].scheduled_for, t("2030-01-01T01:39:00Z"));
+        // 01:39 is older than the 5 s grace too: 00:00..=01:39 are 100 missed ticks.
+        assert_eq!(p.uncounted_missed, 90);
+        assert!(p.uncounted_exact);
         // The 01:40 tick is fresh (inside the grace): it runs.
-        let pending: Vec<_> = p
-            .runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Pending)
-            .collect();
+        let pending = by_status(&p, RunStatus::Pending);
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].scheduled_for, t("2030-01-01T01:40:00Z"));
-        assert_eq!(p.uncounted_missed, 0);
     }
 
     #[test]
     fn catchup_fire_immediately_runs_the_latest_up_to_the_bound() {
-        let p = downtime(CatchupPolicy::FireImmediately, 10);
+        let p = outage(CatchupPolicy::FireImmediately, 10);
         let now = t("2030-01-01T01:40:00Z");
         let catchup: Vec<_> = p
             .runs
             .iter()
-            .filter(|r| r.status == RunStatus::Pending && r.trigger == RunTrigger::Catchup)
+            .filter(|r| r.trigger == RunTrigger::Catchup)
             .collect();
         assert_eq!(catchup.len(), 10);
+        assert!(catchup.iter().all(|r| r.status == RunStatus::Pending));
         assert_eq!(catchup[0].scheduled_for, t("2030-01-01T01:30:00Z"));
         assert_eq!(catchup[9].scheduled_for, t("2030-01-01T01:39:00Z"));
         assert!(catchup.iter().all(|r| r.fire_at == now));
-        let missed = p
-            .runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Missed)
-            .count();
-        assert_eq!(missed, 90, "the rest are recorded, not dropped");
-        assert_eq!(
-            p.runs.len(),
-            101,
-            "every tick has a row: 90 missed + 10 catch-up + 1 fresh"
-        );
+        assert!(by_status(&p, RunStatus::Missed).is_empty());
+        assert_eq!(p.uncounted_missed, 90, "the rest are counted, not dropped");
+        assert_eq!(p.runs.len(), 11, "10 catch-up runs + the fresh 01:40 tick");
     }
 
     #[test]
     fn catchup_spread_spaces_runs_over_the_window() {
-        let p = downtime(CatchupPolicy::Spread, 4);
+        let p = outage(CatchupPolicy::Spread, 4);
         let now = t("2030-01-01T01:40:00Z");
         let fires: Vec<_> = p
             .runs
             .iter()
-            .filter(|r| r.trigger == RunTrigger::Catchup && r.status == RunStatus::Pending)
+            .filter(|r| r.trigger == RunTrigger::Catchup)
             .map(|r| r.fire_at)
             .collect();
         assert_eq!(
@@ -393,48 +497,63 @@ mod tests {
                 now + TimeDelta::seconds(45)
             ]
         );
+        assert_eq!(p.uncounted_missed, 96);
+    }
+
+    #[test]
+    fn a_day_of_every_second_ticks_costs_the_bound_not_the_day() {
+        // Every second for a day: 86_400 missed ticks.
+        let p = plan_at(
+            "* * * * * *",
+            CatchupPolicy::None,
+            "2030-01-01T00:00:00Z",
+            "2030-01-02T00:00:00Z",
+            10,
+        );
+        let missed = by_status(&p, RunStatus::Missed).len();
+        assert_eq!(missed, 10);
+        // Ticks in [now - 5 s, now + 2 s] are fresh: 8 of them.
+        let fresh = by_status(&p, RunStatus::Pending).len();
+        assert_eq!(fresh, 8);
+        // The missed ticks are [00:00:00, 23:59:55): 86_395.
         assert_eq!(
-            p.runs
-                .iter()
-                .filter(|r| r.status == RunStatus::Missed)
-                .count(),
-            96
+            i64::try_from(missed).unwrap() + p.uncounted_missed,
+            86_395,
+            "every missed tick has a row or a count"
         );
     }
 
     #[test]
-    fn missed_rows_are_bounded_then_counted() {
-        // Every second for a day: 86_400 missed ticks.
-        let w = window("* * * * * *", "UTC");
-        let start = t("2030-01-01T00:00:00Z");
-        let now = start + TimeDelta::days(1);
-        let p = plan(
-            "s",
-            &w,
-            0,
-            CatchupPolicy::None,
-            start,
-            now,
-            now,
-            &limits(10),
-        );
-        let missed = p
-            .runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Missed)
-            .count();
-        assert_eq!(missed, MAX_MISSED_ROWS);
-        let fresh = p
-            .runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Pending)
-            .count();
-        // Ticks in [now - 5 s, now] are fresh: 6 of them.
-        assert_eq!(fresh, 6);
-        assert_eq!(
-            i64::try_from(missed + fresh).unwrap() + p.uncounted_missed,
-            86_401
-        );
+    fn a_year_behind_plans_within_a_bounded_number_of_cron_steps() {
+        let limits = limits(10);
+        for (expr, tz) in [
+            ("* * * * * *", "UTC"),
+            ("*/7 * * * *", "America/New_York"),
+            ("0 9 * * MON-FRI", "Europe/London"),
+        ] {
+            let w = window(expr, tz);
+            let now = t("2031-01-01T00:00:00Z");
+            for behind in [TimeDelta::minutes(1), TimeDelta::days(365)] {
+                let before = cron_steps();
+                let p = plan(
+                    "s",
+                    &w,
+                    0,
+                    CatchupPolicy::FireImmediately,
+                    w.first_tick_from(now - behind).unwrap(),
+                    now,
+                    &lead(),
+                    &limits,
+                );
+                let steps = cron_steps() - before;
+                assert!(
+                    steps < 10_000,
+                    "{expr} in {tz}, {behind} behind: {steps} cron steps"
+                );
+                assert!(p.next_due_at.unwrap() > now, "{expr}: jumped past the gap");
+                assert!(p.runs.len() <= 10 + 8, "{expr}: {} rows", p.runs.len());
+            }
+        }
     }
 
     #[test]
@@ -449,7 +568,10 @@ mod tests {
             CatchupPolicy::None,
             now,
             now,
-            t("2030-01-01T05:00:00Z"),
+            &Lead {
+                min: Duration::from_secs(5 * 3600),
+                max: Duration::from_secs(5 * 3600),
+            },
             &limits(10),
         );
         assert_eq!(p.runs.len(), 3, "00:00, 01:00 and 02:00 (end inclusive)");
@@ -457,18 +579,40 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_stops_at_its_bound_and_is_claimable_again_at_once() {
+        let p = plan(
+            "s",
+            &window("* * * * * *", "UTC"),
+            0,
+            CatchupPolicy::None,
+            t("2030-01-01T00:00:00Z"),
+            t("2030-01-01T00:00:00Z"),
+            &Lead {
+                min: Duration::from_secs(3600),
+                max: Duration::from_secs(3600),
+            },
+            &limits(10),
+        );
+        assert_eq!(p.runs.len(), MAX_TICKS_PER_PLAN);
+        assert_eq!(p.next_due_at, Some(t("2030-01-01T00:08:32Z")));
+        assert_eq!(p.claim_at, None);
+    }
+
+    #[test]
     fn dst_spring_forward_day_in_new_york() {
         // 02:30 local does not exist on 2026-03-08: the tick fires at 03:00 EDT (07:00Z).
         let w = window("30 2 * * *", "America/New_York");
-        let now = t("2026-03-08T00:00:00Z");
         let p = plan(
             "s",
             &w,
             0,
             CatchupPolicy::None,
             t("2026-03-08T06:00:00Z"),
-            now,
-            t("2026-03-10T00:00:00Z"),
+            t("2026-03-08T00:00:00Z"),
+            &Lead {
+                min: Duration::from_secs(48 * 3600),
+                max: Duration::from_secs(48 * 3600),
+            },
             &limits(10),
         );
         let got: Vec<_> = p.runs.iter().map(|r| r.scheduled_for).collect();

@@ -6,6 +6,7 @@
 //! Runs outlive their schedule: deleting a schedule cancels its pending runs but keeps
 //! every row, so its history stays readable.
 
+pub mod complete;
 pub mod model;
 pub mod store;
 

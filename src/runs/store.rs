@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::model::{Run, RunStatus};
 
 /// The columns of [`Run`]; `idempotency_key` and `lease_until` stay inside.
-const COLUMNS: &str = "run_id, schedule_id, scheduled_for, fire_at, status, trigger, reason, \
+pub(crate) const COLUMNS: &str = "run_id, schedule_id, scheduled_for, fire_at, status, trigger, reason, \
     workflow_id, version, user_id, attempt, last_error, leader_epoch, created_by, \
     launched_by, created_at, updated_at, launched_at, finished_at";
 

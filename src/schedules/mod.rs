@@ -1,5 +1,6 @@
 //! Schedules: the cron dialect, the validated schedule types, and their storage.
 
+pub mod count;
 pub mod model;
 pub mod spec;
 pub mod store;

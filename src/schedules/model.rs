@@ -105,6 +105,9 @@ pub struct ScheduleRequest {
     pub missed_uncounted: Option<IgnoredAny>,
     #[schema(ignore)]
     #[serde(default)]
+    pub missed_uncounted_exact: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
     pub created_at: Option<IgnoredAny>,
     #[schema(ignore)]
     #[serde(default)]
@@ -336,8 +339,12 @@ pub struct Schedule {
     pub status: ScheduleStatus,
     /// The next nominal fire times (UTC, before jitter); empty when paused or completed.
     pub next_fire_times: Vec<DateTime<Utc>>,
-    /// Missed ticks beyond the bound of recorded `missed` runs (counted, not stored).
+    /// Missed ticks given no run row (catch-up writes at most `SCHEDULER_MAX_CATCHUP_RUNS`
+    /// rows per outage; the earlier ticks are counted here).
     pub missed_uncounted: i64,
+    /// Whether `missed_uncounted` is exact; `false`: it is a lower bound (an outage so long,
+    /// across DST changes, that counting its ticks exactly would cost too much).
+    pub missed_uncounted_exact: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

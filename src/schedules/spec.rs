@@ -129,6 +129,7 @@ impl CronSpec {
             Some(floor) if t < floor => (floor, true),
             _ => (t, inclusive),
         };
+        CRON_STEPS.with(|c| c.set(c.get() + 1));
         let local = t.with_timezone(&self.tz);
         self.cron
             .find_next_occurrence(&local, inclusive)
@@ -146,6 +147,16 @@ impl CronSpec {
             next
         })
     }
+}
+
+thread_local! {
+    static CRON_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Cron steps (searches for a next or previous fire time) this thread has taken: how tests
+/// check that a piece of planning is bounded in steps, not in time.
+pub fn cron_steps() -> u64 {
+    CRON_STEPS.with(std::cell::Cell::get)
 }
 
 /// An IANA timezone name (`Europe/London`, `UTC`). Abbreviations that are not zone names

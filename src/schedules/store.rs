@@ -37,7 +37,7 @@ pub enum StoreError {
 /// The columns every read selects, plus the database clock.
 const COLUMNS: &str = "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
     start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-    missed_uncounted, created_at, updated_at, now() as db_now";
+    missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now";
 
 #[derive(Debug, sqlx::FromRow)]
 struct ScheduleRow {
@@ -55,6 +55,7 @@ struct ScheduleRow {
     paused: bool,
     next_due_at: Option<DateTime<Utc>>,
     missed_uncounted: i64,
+    missed_uncounted_exact: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     db_now: DateTime<Utc>,
@@ -104,6 +105,7 @@ impl ScheduleRow {
             status,
             next_fire_times,
             missed_uncounted: self.missed_uncounted,
+            missed_uncounted_exact: self.missed_uncounted_exact,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -249,6 +251,7 @@ pub async fn upsert(
                timezone = $6, start_at = $7, end_at = $8, jitter_ms = $9, overlap_policy = $10, \
                catchup_policy = $11, paused = $12, next_due_at = $13, \
                materialized_to = case when $14 then null else materialized_to end, \
+               claim_at = case when $14 then '-infinity' else claim_at end, \
                spec_generation = spec_generation + case when $14 then 1 else 0 end, \
                updated_at = now() \
              where schedule_id = $1",
@@ -362,7 +365,7 @@ pub async fn set_paused(
         };
         sqlx::query(
             "update schedules set paused = $2, next_due_at = $3, materialized_to = null, \
-               spec_generation = spec_generation + 1, updated_at = now() \
+               claim_at = '-infinity', spec_generation = spec_generation + 1, updated_at = now() \
              where schedule_id = $1",
         )
         .bind(schedule_id)

@@ -323,23 +323,45 @@ async fn catchup_policies_after_downtime() {
             rows
         }
     };
-    // Ticks older than the last full minute: 99 (the exact count depends on where in the
-    // minute the test runs, so compare against the total).
+    // Each catch-up writes at most `max_catchup_runs` rows (the latest missed ticks) and
+    // counts the rest: rows plus count are every missed tick, whatever the policy.
     let none = counts("none").await;
     assert_eq!(none.len(), 1, "{none:?}");
     assert_eq!(
         (none[0].0.as_str(), none[0].2.as_deref()),
         ("missed", Some("catchup_none"))
     );
+    let missed_rows: i64 = sqlx::query_scalar(
+        "select count(*) from runs where schedule_id = 'none' and status = 'missed'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(missed_rows, 10, "the latest 10 missed ticks get rows");
     let fire = counts("fire_immediately").await;
     let pending: i64 = fire.iter().filter(|r| r.0 == "pending").map(|r| r.3).sum();
-    let missed: i64 = fire.iter().filter(|r| r.0 == "missed").map(|r| r.3).sum();
     assert!((8..=10).contains(&pending), "{fire:?}");
-    assert_eq!(
-        pending + missed,
-        none[0].3,
-        "every tick has a row: {fire:?}"
+    assert!(
+        fire.iter().all(|r| r.0 == "pending" && r.1 == "catchup"),
+        "no missed rows: the rest is counted {fire:?}"
     );
+    let uncounted: Vec<(String, i64, bool)> = sqlx::query_as(
+        "select schedule_id, missed_uncounted, missed_uncounted_exact from schedules order by 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    for (policy, rows) in [("none", 10), ("fire_immediately", 10), ("spread", 10)] {
+        let u = uncounted.iter().find(|u| u.0 == policy).unwrap();
+        assert!(u.2, "{policy}: an exact count");
+        // From 100 minutes back to now − 5 s: 100 or 101 missed ticks (by where in the
+        // minute the test runs).
+        assert!(
+            (100..=101).contains(&(u.1 + rows)),
+            "{policy}: {} counted + {rows} rows",
+            u.1
+        );
+    }
     let spread: Vec<DateTime<Utc>> = sqlx::query_scalar(
         "select fire_at from runs where schedule_id = 'spread' and trigger = 'catchup' and status = 'pending' order by scheduled_for",
     )

@@ -62,7 +62,7 @@ pub fn launch_config(c: &mut cron_scheduler::config::Config, executor: &url::Url
     c.leader_lease = Duration::from_millis(2000);
     c.lookahead = Duration::from_millis(1000);
     c.launch_backoff = Duration::from_millis(100);
-    c.launch_max_attempts = 50;
+    c.launch_backoff_max = Duration::from_millis(500);
     c.executor_timeout = Duration::from_millis(2000);
 }
 

@@ -1,0 +1,177 @@
+//! The claim transaction: which runs this replica sends next.
+//!
+//! 1. `fleet_state.worker_enabled` is read (a stopped fleet launches nothing), with the
+//!    database clock.
+//! 2. **Reclaims**: `launching` runs whose lease ran out (the replica holding them died or
+//!    froze), `for update skip locked`. Past `SCHEDULER_LAUNCH_RETRY_FOR` since their
+//!    `fire_at` they end `failed_launch` (`attempts_exhausted`); the others are claimed
+//!    again, with the same `Idempotency-Key`, keeping their exclusive slot.
+//! 3. **Due and armed runs**: `pending` runs due (at `retry_at` when waiting to retry, else
+//!    at `fire_at`) within the arm window, oldest due first, `for update skip locked`; runs
+//!    of a `queue` schedule that already has a run in flight are not even selected (they
+//!    wait, in tick order).
+//! 4. **Overlap** ([`super::overlap`]): which candidates launch, which are skipped, which
+//!    stay pending for a decision at their due instant.
+//! 5. Claimed runs become `launching`, `attempt + 1`, with a lease from their due time.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    LaunchSettings,
+    overlap::{Candidate, decide},
+};
+
+/// A run claimed for one launch attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub run_id: Uuid,
+    pub schedule_id: Option<String>,
+    pub workflow_id: String,
+    pub version: i32,
+    pub user_id: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub fire_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub trigger: String,
+    pub idempotency_key: String,
+    /// When to send it (its `fire_at`, or `retry_at` for a retry; now for a reclaim).
+    pub due_at: DateTime<Utc>,
+    /// Ours until then.
+    pub lease_until: DateTime<Utc>,
+}
+
+const CLAIMED_COLUMNS: &str = "r.run_id, r.schedule_id, r.workflow_id, r.version, r.user_id, \
+    r.scheduled_for, r.fire_at, r.attempt, r.trigger, r.idempotency_key, \
+    greatest(coalesce(r.retry_at, r.fire_at), now()) as due_at, r.lease_until";
+
+/// What one claim produced.
+#[derive(Debug)]
+pub struct ClaimResult {
+    pub worker_enabled: bool,
+    /// The database clock at the claim: due times and leases are read against it.
+    pub db_now: DateTime<Utc>,
+    pub runs: Vec<Claimed>,
+    pub skipped: u64,
+    pub exhausted: u64,
+}
+
+/// One claim transaction (see the module docs). `limit` bounds the runs returned.
+pub async fn claim(
+    pool: &PgPool,
+    settings: &LaunchSettings,
+    limit: i64,
+) -> Result<ClaimResult, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (enabled, db_now): (Option<bool>, DateTime<Utc>) = sqlx::query_as(
+        "select (select worker_enabled from fleet_state where cluster_name = $1), now()",
+    )
+    .bind(&settings.cluster_name)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut result = ClaimResult {
+        worker_enabled: enabled.unwrap_or(false),
+        db_now,
+        runs: Vec::new(),
+        skipped: 0,
+        exhausted: 0,
+    };
+    if !result.worker_enabled || limit <= 0 {
+        tx.commit().await?;
+        return Ok(result);
+    }
+    let lease_ms = settings.lease_ms();
+    let retry_for_s = settings.retry_for.as_secs_f64();
+
+    // Reclaims: they already hold their exclusive slot, if any.
+    let expired: Vec<(Uuid, bool)> = sqlx::query_as(
+        "select run_id, now() >= fire_at + make_interval(secs => $2) from runs \
+         where status = 'launching' and lease_until <= now() \
+         order by lease_until limit $1 for update skip locked",
+    )
+    .bind(limit)
+    .bind(retry_for_s)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (exhausted, again): (Vec<_>, Vec<_>) = expired.into_iter().partition(|(_, over)| *over);
+    if !exhausted.is_empty() {
+        let ids: Vec<Uuid> = exhausted.iter().map(|(id, _)| *id).collect();
+        result.exhausted = sqlx::query(
+            "update runs set status = 'failed_launch', reason = 'attempts_exhausted', \
+               exclusive_slot = false, lease_until = null, finished_at = now(), updated_at = now(), \
+               last_error = coalesce(last_error, 'launch did not complete') \
+             where run_id = any($1)",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    if !again.is_empty() {
+        let ids: Vec<Uuid> = again.iter().map(|(id, _)| *id).collect();
+        let mut runs: Vec<Claimed> = sqlx::query_as(&format!(
+            "update runs r set attempt = r.attempt + 1, launched_by = $2, retry_at = null, \
+               lease_until = now() + make_interval(secs => $3::float8 / 1000), updated_at = now() \
+             where r.run_id = any($1) returning {CLAIMED_COLUMNS}"
+        ))
+        .bind(&ids)
+        .bind(&settings.node_id)
+        .bind(lease_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        result.runs.append(&mut runs);
+    }
+
+    let room = limit - i64::try_from(result.runs.len()).unwrap_or(0);
+    if room > 0 {
+        let candidates: Vec<Candidate> = sqlx::query_as(
+            "select r.run_id, r.schedule_id, coalesce(s.overlap_policy, 'allow') as policy, \
+               r.exclusive_slot as holds_slot, coalesce(r.retry_at, r.fire_at) <= now() as due_now \
+             from runs r left join schedules s on s.schedule_id = r.schedule_id \
+             where r.status = 'pending' \
+               and coalesce(r.retry_at, r.fire_at) <= now() + make_interval(secs => $2) \
+               and not (s.overlap_policy = 'queue' and not r.exclusive_slot and exists ( \
+                 select 1 from runs f where f.schedule_id = r.schedule_id and f.exclusive_slot)) \
+             order by coalesce(r.retry_at, r.fire_at), r.scheduled_for \
+             limit $1 \
+             for update of r skip locked",
+        )
+        .bind(room)
+        .bind(settings.arm_window.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let decision = decide(&mut tx, candidates).await?;
+        if !decision.skip.is_empty() {
+            result.skipped = sqlx::query(
+                "update runs set status = 'skipped', reason = 'overlap', finished_at = now(), \
+                   updated_at = now() where run_id = any($1)",
+            )
+            .bind(&decision.skip)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if !decision.launch.is_empty() {
+            let (ids, exclusive): (Vec<Uuid>, Vec<bool>) = decision.launch.into_iter().unzip();
+            let mut runs: Vec<Claimed> = sqlx::query_as(&format!(
+                "update runs r set status = 'launching', attempt = r.attempt + 1, launched_by = $3, \
+                   lease_until = greatest(coalesce(r.retry_at, r.fire_at), now()) \
+                     + make_interval(secs => $4::float8 / 1000), \
+                   exclusive_slot = u.exclusive, updated_at = now() \
+                 from unnest($1::uuid[], $2::bool[]) as u(run_id, exclusive) \
+                 where r.run_id = u.run_id returning {CLAIMED_COLUMNS}"
+            ))
+            .bind(&ids)
+            .bind(&exclusive)
+            .bind(&settings.node_id)
+            .bind(lease_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            result.runs.append(&mut runs);
+        }
+    }
+    tx.commit().await?;
+    Ok(result)
+}

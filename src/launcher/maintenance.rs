@@ -1,0 +1,74 @@
+//! The dispatcher's bookkeeping queries: run timeouts, and when to look again. Each walks
+//! a partial index of in-flight runs, never the history.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use sqlx::PgPool;
+
+use super::RUNS_CHANNEL;
+use crate::telemetry::Metrics;
+
+/// Ends `running` runs past their deadline as `timed_out`, freeing their slots.
+pub async fn expire_runs(pool: &PgPool, metrics: &Metrics) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "update runs set status = 'timed_out', exclusive_slot = false, finished_at = now(), \
+           updated_at = now(), last_error = 'no completion report before the run timeout' \
+         where status = 'running' and deadline_at <= now()",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if done > 0 {
+        sqlx::query("select pg_notify($1, '')")
+            .bind(RUNS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    metrics
+        .runs_completed
+        .add(done, &[KeyValue::new("status", "timed_out")]);
+    Ok(done)
+}
+
+/// Whether any run is claimable now (pending and due, or launching with its lease over).
+pub async fn anything_due(pool: &PgPool, arm_window: Duration) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from runs where status = 'pending' \
+                          and coalesce(retry_at, fire_at) <= now() + make_interval(secs => $1)) \
+             or exists (select 1 from runs where status = 'launching' and lease_until <= now())",
+    )
+    .bind(arm_window.as_secs_f64())
+    .fetch_one(pool)
+    .await
+}
+
+/// How long until something may be claimable: a pending run entering the arm window, a
+/// pending run's due instant (one the overlap policy left for a decision then), or a
+/// lease running out; capped at `cap`.
+pub async fn until_next(
+    pool: &PgPool,
+    arm_window: Duration,
+    cap: Duration,
+) -> Result<Duration, sqlx::Error> {
+    let secs: Option<f64> = sqlx::query_scalar(
+        "select extract(epoch from least( \
+           (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
+              and coalesce(retry_at, fire_at) > now() + make_interval(secs => $1)) \
+             - make_interval(secs => $1), \
+           (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
+              and coalesce(retry_at, fire_at) > now()), \
+           (select min(lease_until) from runs where status = 'launching' and lease_until > now()) \
+         ) - now())::float8",
+    )
+    .bind(arm_window.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    Ok(secs.map_or(cap, |s| {
+        Duration::try_from_secs_f64(s.max(0.0))
+            .unwrap_or(cap)
+            .min(cap)
+    }))
+}

@@ -1,0 +1,177 @@
+//! The Executor's completion reports, written in batches.
+//!
+//! Every run ends with a report (`POST /runs/{id}/complete`), so at 1,000 fires/s a replica
+//! takes 1,000 reports a second. Each request hands its report to one writer task per
+//! replica and waits for the answer; the writer takes every report queued meanwhile and
+//! writes them in one transaction (one `update ... from unnest(...)`, one read back, at
+//! most one NOTIFY), so the cost per report falls as the load rises and a quiet replica
+//! still answers at once (no batching delay).
+//!
+//! A report ends a run that is `launching` or `running`, or `pending` with an attempt
+//! behind it (its launch was accepted but the answer was lost, and it waits to retry): the
+//! Executor ran it. Reporting the same end again changes nothing; a different end for a
+//! run that is over is a conflict.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{Run, RunStatus, store::COLUMNS};
+use crate::launcher::RUNS_CHANNEL;
+
+/// Reports one write takes at most.
+const MAX_BATCH: usize = 1024;
+
+/// What became of a report.
+#[derive(Debug)]
+pub enum Completed {
+    /// The run ended as reported.
+    Ended(Run),
+    /// The run had already ended this way: nothing changed.
+    Already(Run),
+    /// The run is in another state that the report cannot change.
+    Conflict(Run),
+    NotFound,
+}
+
+struct Report {
+    run_id: Uuid,
+    status: RunStatus,
+    error: Option<String>,
+    reply: oneshot::Sender<Result<Completed, sqlx::Error>>,
+}
+
+/// A handle to this replica's completion writer (cheap to clone).
+#[derive(Clone)]
+pub struct Completions {
+    tx: mpsc::Sender<Report>,
+}
+
+impl std::fmt::Debug for Completions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completions").finish_non_exhaustive()
+    }
+}
+
+impl Completions {
+    /// Starts the writer; it stops when every handle is dropped.
+    pub fn start(pool: PgPool) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(writer(pool, rx));
+        Self { tx }
+    }
+
+    /// Ends `run_id` as `status` (`succeeded` or `failed`), waiting for the write.
+    pub async fn complete(
+        &self,
+        run_id: Uuid,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<Completed, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Report {
+                run_id,
+                status,
+                error,
+                reply,
+            })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>) {
+    let mut carried: Vec<Report> = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut carried);
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(r) => batch.push(r),
+                None => return,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // Two reports for one run in one statement would race each other: the later one
+        // waits for the next batch, where it sees the first one's result.
+        let mut seen = HashSet::new();
+        let (now, later): (Vec<Report>, Vec<Report>) =
+            batch.into_iter().partition(|r| seen.insert(r.run_id));
+        carried = later;
+        match write(&pool, &now).await {
+            Ok(results) => {
+                for (report, result) in now.into_iter().zip(results) {
+                    let _ = report.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                // The write failed as a whole (the database is unreachable or restarting):
+                // every reporter hears "unavailable" and the Executor reports again.
+                tracing::warn!(error = %e, reports = now.len(), "writing completion reports failed");
+                let message = e.to_string();
+                for report in now {
+                    let _ = report
+                        .reply
+                        .send(Err(sqlx::Error::Io(std::io::Error::other(message.clone()))));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch (run ids distinct) and reads every run back.
+async fn write(pool: &PgPool, batch: &[Report]) -> Result<Vec<Completed>, sqlx::Error> {
+    let ids: Vec<Uuid> = batch.iter().map(|r| r.run_id).collect();
+    let statuses: Vec<&str> = batch.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
+    let mut tx = pool.begin().await?;
+    let ended: Vec<Uuid> = sqlx::query_scalar(
+        "update runs r set status = u.status, last_error = u.error, finished_at = now(), \
+           launched_at = coalesce(r.launched_at, now()), exclusive_slot = false, \
+           lease_until = null, retry_at = null, updated_at = now() \
+         from unnest($1::uuid[], $2::text[], $3::text[]) as u(run_id, status, error) \
+         where r.run_id = u.run_id \
+           and (r.status in ('launching', 'running') or (r.status = 'pending' and r.attempt > 0)) \
+         returning r.run_id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&errors)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !ended.is_empty() {
+        // Slots are free: queued runs may launch now.
+        sqlx::query("select pg_notify($1, '')")
+            .bind(RUNS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut runs: HashMap<Uuid, Run> = sqlx::query_as::<_, Run>(&format!(
+        "select {COLUMNS} from runs where run_id = any($1)"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.run_id, r))
+    .collect();
+    tx.commit().await?;
+    let ended: HashSet<Uuid> = ended.into_iter().collect();
+    Ok(batch
+        .iter()
+        .map(|report| match runs.remove(&report.run_id) {
+            None => Completed::NotFound,
+            Some(run) if ended.contains(&run.run_id) => Completed::Ended(run),
+            Some(run) if run.status == report.status => Completed::Already(run),
+            Some(run) => Completed::Conflict(run),
+        })
+        .collect())
+}

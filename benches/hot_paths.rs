@@ -1,6 +1,7 @@
-//! Criterion benchmarks of the hot paths: next-tick computation, tick planning for a batch
-//! (the CPU side of materialization), the ticker's batch transaction and the dispatcher's
-//! claim transaction against a real PostgreSQL (a throwaway embedded cluster).
+//! Criterion benchmarks of the hot paths: next-tick computation, counting and locating
+//! missed ticks after an outage, tick planning for a batch (the CPU side of
+//! materialization), the ticker's batch transaction and the dispatcher's claim transaction
+//! against a real PostgreSQL (a throwaway embedded cluster).
 //!
 //! `cargo bench --bench hot_paths` (figures in docs/PERFORMANCE.md).
 
@@ -18,7 +19,10 @@ use cron_scheduler::{
         ticks::{CatchupLimits, Lead, plan},
     },
     launcher::{LaunchSettings, claim},
-    schedules::{CatchupPolicy, CronSpec, Window},
+    schedules::{
+        CatchupPolicy, CronSpec, Window,
+        count::{count_ticks, last_ticks_before},
+    },
     telemetry::Metrics,
 };
 use sqlx::{Connection, PgPool};
@@ -45,6 +49,32 @@ fn next_tick(c: &mut Criterion) {
             b.iter(|| spec.next(std::hint::black_box(from), false))
         });
     }
+    group.finish();
+}
+
+/// An every-second schedule in a DST zone, a week and a year behind: the cost must not
+/// grow with the 604,800 or 31.5 million missed ticks.
+fn missed_ticks(c: &mut Criterion) {
+    let w = Window {
+        spec: CronSpec::parse("* * * * * *", "America/New_York").unwrap(),
+        start_at: None,
+        end_at: None,
+    };
+    let now: DateTime<Utc> = "2027-01-01T05:00:00Z".parse().unwrap();
+    let mut group = c.benchmark_group("missed_ticks");
+    for (name, behind) in [
+        ("7_days", TimeDelta::days(7)),
+        ("1_year", TimeDelta::days(365)),
+    ] {
+        let from = now - behind;
+        group.bench_function(BenchmarkId::new("count_every_second", name), |b| {
+            b.iter(|| count_ticks(&w, std::hint::black_box(from), now, 100))
+        });
+    }
+    let from = now - TimeDelta::days(365);
+    group.bench_function("last_10_every_second_1_year", |b| {
+        b.iter(|| last_ticks_before(&w, std::hint::black_box(from), now, 10))
+    });
     group.finish();
 }
 
@@ -242,5 +272,5 @@ fn database_paths(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, next_tick, plan_batch, database_paths);
+criterion_group!(benches, next_tick, missed_ticks, plan_batch, database_paths);
 criterion_main!(benches);

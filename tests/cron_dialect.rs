@@ -583,6 +583,35 @@ fn new_york_fixed_tick_in_spring_forward_gap_fires_after_the_gap() {
 }
 
 #[test]
+fn new_york_moved_tick_is_found_from_its_own_instant() {
+    // The leader stores the next tick (07:00Z, moved past the gap) as `next_due_at` and
+    // later asks for the ticks from there: the moved tick must still come first. croner
+    // alone skips it from that instant (its walk meets 02:30 only from before the gap).
+    assert_ticks(
+        "30 2 * * *",
+        "America/New_York",
+        "2026-03-08T07:00:00Z",
+        &["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"],
+    );
+    let s = spec("30 2 * * *", "America/New_York");
+    assert_eq!(
+        s.next(t("2026-03-08T07:00:00Z"), false),
+        Some(t("2026-03-09T06:30:00Z"))
+    );
+    assert_eq!(
+        s.next(t("2026-03-08T06:59:59.5Z"), true),
+        Some(t("2026-03-08T07:00:00Z"))
+    );
+    // London: 01:30 is skipped on 2026-03-29 and fires at 02:00 BST (01:00Z).
+    assert_ticks(
+        "30 1 * * *",
+        "Europe/London",
+        "2026-03-29T01:00:00Z",
+        &["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+    );
+}
+
+#[test]
 fn new_york_interval_ticks_in_spring_forward_gap_are_skipped() {
     // 01:00 EST = 06:00Z, 01:30 EST = 06:30Z, then 02:00 and 02:30 do not exist,
     // 03:00 EDT = 07:00Z, 03:30 EDT = 07:30Z.

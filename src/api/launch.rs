@@ -23,7 +23,7 @@ use crate::{
     },
 };
 
-/// Most ticks one backfill request may create.
+/// Most ticks one backfill request may cover.
 pub const MAX_BACKFILL_TICKS: usize = 1000;
 /// Longest idempotency key / error text accepted.
 const MAX_KEY_LEN: usize = 256;
@@ -256,15 +256,28 @@ pub struct BackfillRequest {
 pub struct BackfillResponse {
     /// Ticks of the schedule in the range (within its start/end bounds).
     pub ticks: usize,
-    /// New runs created.
+    /// New runs created (ticks that had no run).
     pub created: u64,
-    /// Ticks that already had a run (left as they are).
+    /// Lost ticks run again: their run had ended `missed`, `skipped`, `cancelled` or
+    /// `failed_launch` and is now `pending` again, with a new Idempotency-Key.
+    pub revived: u64,
+    /// Ticks whose run was left as it is: `pending`, `launching`, `running`,
+    /// `succeeded`, `failed` or `timed_out`.
     pub existing: u64,
 }
 
-/// Create runs for a schedule's past ticks in `[from, to]`, at most 1000. Ticks that
-/// already have a run keep it (one run per tick). The runs launch at once, subject to the
-/// schedule's overlap policy (use `queue` to run a backfill one after another).
+/// Run a schedule's past ticks in `[from, to]`, at most 1000, still one run per tick:
+/// - a tick with no run gets one (trigger `backfill`);
+/// - a lost tick, whose run ended `missed`, `skipped`, `cancelled` or `failed_launch`, is
+///   revived in place: the same run (same `run_id`) becomes `pending` again with trigger
+///   `backfill`, attempt 0, its launch bookkeeping cleared, the schedule's current workflow
+///   version, and a new Idempotency-Key, so the Executor does not take it for the lost
+///   attempt;
+/// - a tick whose run is pending, in flight or finished (`succeeded`, `failed`,
+///   `timed_out`) is left alone.
+///
+/// The runs launch at once, subject to the schedule's overlap policy (use `queue` to run a
+/// backfill one after another).
 #[utoipa::path(
     post, path = "/schedules/{schedule_id}/backfill", tag = "runs",
     params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
@@ -320,32 +333,50 @@ pub async fn backfill_schedule(
             ),
         ));
     }
-    let run_ids: Vec<Uuid> = ticks.iter().map(|_| Uuid::now_v7()).collect();
-    let created = sqlx::query(
+    // One statement, so neither the leader nor a dispatcher can slip between a read and a
+    // write: a tick with no row is inserted; a row that ended lost is revived in place
+    // (the `where` of `do update`); any other row is left alone and not returned.
+    // `xmax = 0` tells an inserted row from an updated one. A revived run keeps its
+    // run_id, created_at and leader_epoch (the leadership that first materialized the
+    // tick); created_by becomes this replica, which wrote the attempt that will run.
+    // One fresh UUID per tick: run id and key of an inserted run, new key of a revived one.
+    let fresh: Vec<Uuid> = ticks.iter().map(|_| Uuid::now_v7()).collect();
+    let written: Vec<bool> = sqlx::query_scalar(
         "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
            workflow_id, version, user_id, idempotency_key, created_by) \
-         select r.run_id, $3, r.scheduled_for, now(), 'pending', 'backfill', $4, $5, $6, \
-           r.run_id::text, $7 \
-         from unnest($1::uuid[], $2::timestamptz[]) as r(run_id, scheduled_for) \
-         on conflict do nothing",
+         select r.fresh, $3, r.scheduled_for, now(), 'pending', 'backfill', $4, $5, $6, \
+           r.fresh::text, $7 \
+         from unnest($1::uuid[], $2::timestamptz[]) as r(fresh, scheduled_for) \
+         on conflict (schedule_id, scheduled_for) do update set \
+           status = 'pending', trigger = 'backfill', fire_at = now(), attempt = 0, \
+           idempotency_key = excluded.idempotency_key, \
+           workflow_id = excluded.workflow_id, version = excluded.version, \
+           user_id = excluded.user_id, created_by = excluded.created_by, \
+           reason = null, last_error = null, launched_by = null, launched_at = null, \
+           lease_until = null, deadline_at = null, finished_at = null, \
+           exclusive_slot = false, updated_at = now() \
+         where runs.status in ('missed', 'skipped', 'cancelled', 'failed_launch') \
+         returning xmax = 0",
     )
-    .bind(&run_ids)
+    .bind(&fresh)
     .bind(&ticks)
     .bind(id.as_str())
     .bind(&s.workflow_id)
     .bind(s.version)
     .bind(&s.user_id)
     .bind(&state.config.node_id)
-    .execute(&state.pool)
-    .await?
-    .rows_affected();
-    if created > 0 {
+    .fetch_all(&state.pool)
+    .await?;
+    let created = written.iter().filter(|inserted| **inserted).count() as u64;
+    let revived = written.len() as u64 - created;
+    if !written.is_empty() {
         notify_runs(&state.pool).await;
     }
     Ok(Json(BackfillResponse {
         ticks: ticks.len(),
         created,
-        existing: ticks.len() as u64 - created,
+        revived,
+        existing: ticks.len() as u64 - created - revived,
     }))
 }
 

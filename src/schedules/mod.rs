@@ -5,5 +5,6 @@ pub mod model;
 pub mod spec;
 pub mod store;
 
+pub use count::{TickCount, count_ticks, last_ticks_before};
 pub use model::{CatchupPolicy, OverlapPolicy, Schedule, ScheduleSpec, ScheduleStatus};
 pub use spec::{CronSpec, Window};

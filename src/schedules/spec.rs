@@ -16,7 +16,7 @@ use std::{fmt, str::FromStr};
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::{
-    Cron,
+    Cron, CronPattern, JobType,
     parser::{CronParser, Seconds, Year},
 };
 
@@ -24,6 +24,8 @@ use croner::{
 const YEAR_ONE: i64 = -62_135_596_800;
 /// croner searches no further than this year.
 const LAST_YEAR: i32 = 5000;
+/// 5000-01-01T00:00:00Z: `next` answers nothing from here on.
+const YEAR_LAST: i64 = 95_617_584_000;
 
 /// Longest cron expression accepted; longer input is refused before parsing.
 pub const MAX_CRON_LEN: usize = 256;
@@ -109,25 +111,29 @@ impl CronSpec {
     /// `None` when the expression never matches again (`0 0 30 2 *`).
     pub fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         // croner counts in whole seconds and drops `t`'s fraction, so from 10:47:00.5 it
-        // would answer 10:47:00, before `t`. From a fractional instant the answer is the
-        // first fire time at or after the next whole second (found by the property tests).
-        let (t, inclusive) = if t.nanosecond() == 0 {
-            (t, inclusive)
-        } else {
-            let whole = t.with_nanosecond(0)?;
-            (whole.checked_add_signed(TimeDelta::seconds(1))?, true)
-        };
+        // would answer 10:47:00, before `t` (found by the property tests). And croner's
+        // walk meets a fixed-time tick moved past a spring-forward gap only from before the
+        // gap: searching inclusively from the moved tick's own instant skips it (so a
+        // schedule whose `next_due_at` is that tick would lose it). So always search
+        // exclusively: from a fraction's whole second, or from the second before `t`.
+        let whole = t.with_nanosecond(0)?;
         // croner knows the years 1 to 5000. From before year 1 it would walk every empty
         // year up to it (70 ms from chrono's earliest instant); start there instead, which
         // gives the same answer. From year 5000 on there is no answer; near chrono's last
         // instant croner would even panic converting to local time in a zone east of UTC
         // (found by the property tests).
-        if t.year() >= LAST_YEAR {
+        if whole.year() >= LAST_YEAR {
             return None;
         }
-        let (t, inclusive) = match DateTime::from_timestamp(YEAR_ONE, 0) {
-            Some(floor) if t < floor => (floor, true),
-            _ => (t, inclusive),
+        let origin = if t.nanosecond() == 0 && inclusive {
+            whole.checked_sub_signed(TimeDelta::seconds(1))
+        } else {
+            Some(whole)
+        };
+        let floor = DateTime::from_timestamp(YEAR_ONE, 0)?;
+        let (t, inclusive) = match origin {
+            Some(origin) if origin >= floor => (origin, false),
+            _ => (floor, true),
         };
         CRON_STEPS.with(|c| c.set(c.get() + 1));
         let local = t.with_timezone(&self.tz);
@@ -135,6 +141,57 @@ impl CronSpec {
             .find_next_occurrence(&local, inclusive)
             .ok()
             .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The last fire time at or before `t` (`inclusive`) or strictly before it: croner's
+    /// backward search. `None` when there is none (or croner gives up).
+    ///
+    /// Around DST transitions croner's backward search does not always mirror the forward
+    /// one (`next`/`iter_from` define the ticks), so use it to find where to start
+    /// walking forward, not as a tick itself.
+    pub fn prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        // croner drops the fraction: from 10:47:00.5 the answer may be 10:47:00 itself.
+        let (t, inclusive) = if t.nanosecond() == 0 {
+            (t, inclusive)
+        } else {
+            (t.with_nanosecond(0)?, true)
+        };
+        // `next` answers nothing from year 5000 on, so neither does the search back from
+        // there; before year 1 there is nothing at all.
+        let (t, inclusive) = match DateTime::from_timestamp(YEAR_LAST, 0) {
+            Some(ceiling) if t > ceiling => (ceiling, false),
+            _ => (t, inclusive),
+        };
+        if t.timestamp() <= YEAR_ONE {
+            return None;
+        }
+        CRON_STEPS.with(|c| c.set(c.get() + 1));
+        let local = t.with_timezone(&self.tz);
+        self.cron
+            .find_previous_occurrence(&local, inclusive)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The parsed pattern, for code that counts ticks by calendar arithmetic.
+    pub(crate) fn pattern(&self) -> &CronPattern {
+        &self.cron.pattern
+    }
+
+    /// For a fixed-time expression (one second, one minute and one hour, croner's DST
+    /// class that fires once in a fall-back fold and after a spring-forward gap), its time
+    /// of day in seconds after midnight; `None` for an interval expression.
+    pub fn fixed_time_of_day(&self) -> Option<u32> {
+        if self.cron.determine_job_type() != JobType::FixedTime {
+            return None;
+        }
+        let only = |values: Vec<u16>| values.first().copied().map(u32::from);
+        let p = &self.cron.pattern;
+        Some(
+            only(p.hours.values())? * 3600
+                + only(p.minutes.values())? * 60
+                + only(p.seconds.values())?,
+        )
     }
 
     /// Fire times from `t` on (inclusive), in order.

@@ -144,7 +144,8 @@ async fn cancel_pending(
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "update runs set status = 'cancelled', reason = $2, finished_at = now(), updated_at = now() \
+        "update runs set status = 'cancelled', reason = $2, finished_at = now(), updated_at = now(), \
+           exclusive_slot = false \
          where schedule_id = $1 and status = 'pending'",
     )
     .bind(schedule_id)

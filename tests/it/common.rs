@@ -132,6 +132,11 @@ impl TestApp {
         self.node.is_leader()
     }
 
+    /// How many times this replica has won an election.
+    pub fn elections(&self) -> u64 {
+        self.node.elections()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -684,3 +684,204 @@ async fn trigger_backfill_and_completion_reports() {
     );
     app.stop().await;
 }
+
+/// The columns of a run that a backfill resets or keeps.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    status: String,
+    trigger: String,
+    idempotency_key: String,
+    attempt: i32,
+    reason: Option<String>,
+    last_error: Option<String>,
+    leader_epoch: Option<i64>,
+    created_by: Option<String>,
+}
+
+impl RunRow {
+    async fn get(pool: &PgPool, run_id: Uuid) -> Self {
+        sqlx::query_as(
+            "select status, trigger, idempotency_key, attempt, reason, last_error, \
+               leader_epoch, created_by from runs where run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    }
+}
+
+/// Inserts a finished run of `schedule_id` at `scheduled_for` directly, as an old leader
+/// and launcher would have left it; returns its id and key.
+async fn insert_finished_run(
+    pool: &PgPool,
+    schedule_id: &str,
+    scheduled_for: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> (Uuid, String) {
+    let run_id = Uuid::now_v7();
+    sqlx::query(
+        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, reason, \
+           workflow_id, version, user_id, idempotency_key, attempt, last_error, leader_epoch, \
+           created_by, launched_by, launched_at, finished_at) \
+         values ($1, $2, $3::timestamptz, $3::timestamptz, $4, 'schedule', $5, 'wf', 1, 'alice', \
+           $1::text, 3, 'boom', 7, 'old-node', 'old-node', now(), now())",
+    )
+    .bind(run_id)
+    .bind(schedule_id)
+    .bind(scheduled_for)
+    .bind(status)
+    .bind(reason)
+    .execute(pool)
+    .await
+    .expect("insert finished run");
+    (run_id, run_id.to_string())
+}
+
+#[tokio::test]
+async fn backfill_revives_lost_ticks_with_a_new_key_and_leaves_the_rest() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let app = TestApp::spawn_with(|c| launch_config(c, &mock.url)).await;
+    app.put("/workflows/wf/versions/1", json!({})).await;
+    app.create_schedule(
+        json!({"schedule_id": "r", "cron_expr": "0 0 1 * *", "overlap_policy": "allow"}),
+    )
+    .await;
+    // Monthly ticks 2020-01..=2020-06: four lost, two finished for good, one with no run.
+    let pool = &app.pool;
+    let missed = insert_finished_run(
+        pool,
+        "r",
+        "2020-01-01T00:00:00Z",
+        "missed",
+        Some("catchup_none"),
+    )
+    .await;
+    let failed_launch = insert_finished_run(
+        pool,
+        "r",
+        "2020-02-01T00:00:00Z",
+        "failed_launch",
+        Some("attempts_exhausted"),
+    )
+    .await;
+    let succeeded = insert_finished_run(pool, "r", "2020-03-01T00:00:00Z", "succeeded", None).await;
+    let skipped = insert_finished_run(
+        pool,
+        "r",
+        "2020-04-01T00:00:00Z",
+        "skipped",
+        Some("overlap"),
+    )
+    .await;
+    let failed = insert_finished_run(pool, "r", "2020-05-01T00:00:00Z", "failed", None).await;
+    let cancelled = insert_finished_run(
+        pool,
+        "r",
+        "2020-06-01T00:00:00Z",
+        "cancelled",
+        Some("paused"),
+    )
+    .await;
+    let revived = [
+        missed.clone(),
+        failed_launch.clone(),
+        skipped.clone(),
+        cancelled.clone(),
+    ];
+    // The Executor had accepted the lost launch attempt of the failed_launch tick (say the
+    // answer was lost): the same key again would be deduplicated.
+    let seeded = reqwest::Client::new()
+        .post(mock.url.join("runs").unwrap())
+        .header("idempotency-key", &failed_launch.1)
+        .json(&json!({"run_id": failed_launch.0, "attempt": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), StatusCode::ACCEPTED);
+
+    let range = json!({"from": "2020-01-01T00:00:00Z", "to": "2020-07-15T00:00:00Z"});
+    let (status, body) = app.post("/schedules/r/backfill", range.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"ticks": 7, "created": 1, "revived": 4, "existing": 2})
+    );
+
+    wait_for(
+        "revived and new runs delivered",
+        Duration::from_secs(10),
+        || async {
+            count(
+                pool,
+                "select count(*) from runs where schedule_id = 'r' and trigger = 'backfill' \
+             and status = 'running'",
+            )
+            .await
+                == 5
+        },
+    )
+    .await;
+    let received = mock.mock.received();
+    for (run_id, old_key) in &revived {
+        let run = RunRow::get(pool, *run_id).await;
+        let (status, trigger, key) = (run.status, run.trigger, run.idempotency_key);
+        assert_eq!((status.as_str(), trigger.as_str()), ("running", "backfill"));
+        assert_ne!(&key, old_key, "a revived attempt carries a new key");
+        assert!(Uuid::parse_str(&key).is_ok(), "{key}");
+        assert_eq!(run.attempt, 1, "attempts count afresh");
+        assert_eq!(
+            (run.reason, run.last_error),
+            (None, None),
+            "the lost attempt's end is cleared"
+        );
+        assert_eq!(run.leader_epoch, Some(7), "the tick's leadership is kept");
+        assert_eq!(run.created_by.as_deref(), Some("test-node"));
+        let deliveries: Vec<_> = received
+            .iter()
+            .filter(|r| r.run_id == *run_id && r.idempotency_key == key)
+            .collect();
+        assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+        assert_eq!(
+            deliveries[0].status, 202,
+            "not deduplicated against the lost attempt"
+        );
+    }
+    for (run_id, key) in [&succeeded, &failed] {
+        let (status, trigger, stored_key): (String, String, String) =
+            sqlx::query_as("select status, trigger, idempotency_key from runs where run_id = $1")
+                .bind(run_id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert!(status == "succeeded" || status == "failed", "{status}");
+        assert_eq!(
+            (trigger.as_str(), &stored_key),
+            ("schedule", key),
+            "left alone"
+        );
+        assert!(
+            !received.iter().any(|r| r.run_id == *run_id),
+            "never launched"
+        );
+    }
+    // Still one row per tick.
+    let per_tick: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+        "select scheduled_for, count(*) from runs where schedule_id = 'r' \
+         and scheduled_for < '2021-01-01' group by 1 order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(per_tick.len(), 7, "{per_tick:?}");
+    assert!(per_tick.iter().all(|(_, n)| *n == 1), "{per_tick:?}");
+
+    // Again: every tick now has a run that is in flight or finished.
+    let (_, again) = app.post("/schedules/r/backfill", range).await;
+    assert_eq!(
+        again,
+        json!({"ticks": 7, "created": 0, "revived": 0, "existing": 7})
+    );
+    app.stop().await;
+}

@@ -8,6 +8,7 @@ mod failover;
 mod fleet;
 mod health;
 mod launcher;
+mod load;
 mod preview;
 mod runs;
 mod schedules;

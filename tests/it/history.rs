@@ -1,18 +1,30 @@
-//! A long history must not slow the hot paths (DESIGN §2.5).
+//! A long history must not slow the hot paths (DESIGN §2.5), and retention removes exactly
+//! the runs that ended longer ago than `SCHEDULER_RUN_RETENTION`.
 //!
 //! The plan checks load one schedule with 200,000 finished runs (one `insert … select …
 //! generate_series`), run each hot query's own text (the `const` the code runs) under
 //! `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`, in a generic and in a custom plan, and bound
 //! the rows its scans read by what is in flight or on the page.
 
+use std::{sync::Arc, time::Duration};
+
 use chrono::{DateTime, Utc};
-use cron_scheduler::runs::store;
+use cron_scheduler::{
+    fleet::leader::NodeState,
+    runs::{
+        RunStatus,
+        retention::{self, RetentionSettings, Walker},
+        store,
+    },
+    telemetry::Metrics,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::common::{TestApp, fresh_database};
+use crate::common::{TestApp, fresh_database, wait_for};
 
 /// Finished runs in the long history.
 const HISTORY: i64 = 200_000;
@@ -219,8 +231,10 @@ async fn hot_queries_read_what_is_in_flight_or_on_the_page_not_the_history() {
             .await
             .unwrap();
 
+    let retention = "interval '30 days'";
+    let batch = retention::BATCH;
     // (what, SQL, arguments, most rows it may read)
-    let cases: [(&str, &str, String, f64); 5] = [
+    let cases: [(&str, &str, String, f64); 6] = [
         (
             "cancel pending",
             store::CANCEL_PENDING,
@@ -250,6 +264,13 @@ async fn hot_queries_read_what_is_in_flight_or_on_the_page_not_the_history() {
             store::LIST_BY_STATUS,
             "'big', null, 101, null, 'failed'".into(),
             101.0,
+        ),
+        (
+            "retention batch",
+            retention::DELETE_BATCH,
+            format!("'{}', {retention}, {batch}", Uuid::nil()),
+            // The ids it reads, then the same rows again to delete them.
+            2.0 * batch as f64,
         ),
     ];
     let mut conn = pool.acquire().await.unwrap();
@@ -288,7 +309,7 @@ async fn hot_queries_read_what_is_in_flight_or_on_the_page_not_the_history() {
 
 #[tokio::test]
 async fn pausing_a_schedule_with_a_long_history_cancels_exactly_its_pending_runs() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.run_retention = None).await;
     app.create_schedule(json!({"schedule_id": "big"})).await;
     app.create_schedule(json!({"schedule_id": "other"})).await;
     load_history(&app.pool, "big", HISTORY).await;
@@ -353,4 +374,227 @@ async fn pausing_a_schedule_with_a_long_history_cancels_exactly_its_pending_runs
     *expected.entry(key("cancelled")).or_default() += pending.len() as i64;
     assert_eq!(counts(app.pool.clone()).await, expected);
     app.stop().await;
+}
+
+/// `now() - d` on the database's clock.
+async fn ago(pool: &PgPool, d: chrono::Duration) -> DateTime<Utc> {
+    sqlx::query_scalar::<_, DateTime<Utc>>("select now()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        - d
+}
+
+async fn remaining(pool: &PgPool) -> std::collections::BTreeSet<Uuid> {
+    sqlx::query_scalar("select run_id from runs")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test]
+async fn retention_removes_runs_that_ended_before_it_and_nothing_in_flight() {
+    let (_url, pool) = fresh_database().await;
+    let hours = chrono::Duration::hours;
+    let (created, ended, recently) = (
+        ago(&pool, hours(3)).await,
+        ago(&pool, hours(2)).await,
+        ago(&pool, chrono::Duration::minutes(30)).await,
+    );
+    let mut expired = std::collections::BTreeSet::new();
+    let mut kept = std::collections::BTreeSet::new();
+    let mut tick = ago(&pool, hours(1000)).await;
+    let mut next_tick = || {
+        tick += chrono::Duration::minutes(1);
+        tick
+    };
+    for status in RunStatus::ALL {
+        // Every run here "ended" two hours ago, in flight or not: only the status may
+        // protect a run in flight.
+        let old = insert_run(
+            &pool,
+            Some("s"),
+            next_tick(),
+            status.as_str(),
+            created,
+            Some(ended),
+            0,
+            false,
+        )
+        .await;
+        if status.is_terminal() {
+            expired.insert(old);
+            let young = insert_run(
+                &pool,
+                Some("s"),
+                next_tick(),
+                status.as_str(),
+                created,
+                Some(recently),
+                0,
+                false,
+            )
+            .await;
+            kept.insert(young);
+        } else {
+            kept.insert(old);
+        }
+    }
+    // In flight for ten days, and created ten days ago but ended just now (a revived tick).
+    let ancient = ago(&pool, hours(240)).await;
+    kept.insert(
+        insert_run(
+            &pool,
+            Some("s"),
+            next_tick(),
+            "running",
+            ancient,
+            None,
+            1,
+            false,
+        )
+        .await,
+    );
+    let revived = insert_run(
+        &pool,
+        Some("s"),
+        next_tick(),
+        "succeeded",
+        ancient,
+        Some(recently),
+        2,
+        false,
+    )
+    .await;
+    kept.insert(revived);
+    // A manual launch (no schedule) that ended long ago.
+    expired.insert(
+        insert_run(
+            &pool,
+            None,
+            next_tick(),
+            "succeeded",
+            ancient,
+            Some(ended),
+            1,
+            false,
+        )
+        .await,
+    );
+    // Runs of the last minutes.
+    let now = ago(&pool, chrono::Duration::zero()).await;
+    for _ in 0..3 {
+        kept.insert(
+            insert_run(
+                &pool,
+                Some("s"),
+                next_tick(),
+                "succeeded",
+                now,
+                Some(now),
+                1,
+                false,
+            )
+            .await,
+        );
+    }
+
+    // Small batches, so the pass takes several and resumes between them.
+    let mut walker = Walker::new(Duration::from_secs(3600), 3);
+    let deleted = walker.pass(&pool).await.unwrap();
+    assert_eq!(deleted, expired.len() as u64);
+    assert_eq!(
+        remaining(&pool).await,
+        kept,
+        "exactly the expired runs are gone"
+    );
+
+    // The next pass starts at the first run the last one kept: once the revived tick has
+    // ended long enough ago, it goes too.
+    sqlx::query("update runs set finished_at = $2 where run_id = $1")
+        .bind(revived)
+        .bind(ended)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(walker.pass(&pool).await.unwrap(), 1);
+    kept.remove(&revived);
+    assert_eq!(remaining(&pool).await, kept);
+    assert_eq!(
+        walker.pass(&pool).await.unwrap(),
+        0,
+        "nothing left to remove"
+    );
+}
+
+async fn deleted_total(app: &TestApp) -> Option<f64> {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("scheduler_runs_deleted_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn the_leader_removes_expired_runs_and_zero_keeps_them_forever() {
+    let removing = TestApp::spawn_with(|c| c.run_retention = Some(Duration::from_secs(3600))).await;
+    let keeping = TestApp::spawn_with(|c| c.run_retention = None).await;
+    for app in [&removing, &keeping] {
+        load_history(&app.pool, "s", 1000).await;
+        add_in_flight(&app.pool, "s").await;
+    }
+    let total = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("select count(*) from runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // The whole history ended more than an hour ago; the six runs in flight stay.
+    let young = 6;
+    wait_for(
+        "the leader to remove expired runs",
+        Duration::from_secs(20),
+        || {
+            let pool = removing.pool.clone();
+            async move { total(pool).await == young }
+        },
+    )
+    .await;
+    assert_eq!(deleted_total(&removing).await, Some(1000.0));
+    assert!(keeping.is_leader(), "the keeping replica leads too");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(total(keeping.pool.clone()).await, 1000 + 6);
+    assert_eq!(deleted_total(&keeping).await, Some(0.0));
+
+    // Retention off: the task ends at once and touches nothing.
+    let off = RetentionSettings {
+        retention: None,
+        ..RetentionSettings::from_config(&crate::common::test_config())
+    };
+    let node = Arc::new(NodeState::new("n".into(), "c".into()));
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        retention::run(
+            keeping.pool.clone(),
+            off,
+            node,
+            Metrics::detached(),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("retention off returns at once");
+    assert_eq!(total(keeping.pool.clone()).await, 1000 + 6);
+    removing.stop().await;
+    keeping.stop().await;
 }

@@ -19,6 +19,7 @@ use crate::{
         embedded::{self, DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
     },
     fleet::{Fleet, leader::NodeState},
+    runs::retention::{self, RetentionSettings},
     telemetry::Telemetry,
 };
 
@@ -30,8 +31,8 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts serving on `listener` and joins the fleet. Everything stops when `shutdown`
-    /// is cancelled: in-flight requests finish and the leader hands over (both bounded by
+    /// Starts serving on `listener`, joins the fleet and starts retention (which works
+    /// while this replica leads). Everything stops when `shutdown` is cancelled: in-flight requests finish and the leader hands over (both bounded by
     /// the configured grace period).
     pub fn start(
         config: Arc<Config>,
@@ -53,6 +54,13 @@ impl Replica {
         telemetry.observe_pool(pool.clone());
         let fleet = Fleet::start(&pool, &config, &shutdown, telemetry.metrics.clone());
         let node = fleet.state.clone();
+        let retention = tokio::spawn(retention::run(
+            pool.clone(),
+            RetentionSettings::from_config(&config),
+            node.clone(),
+            telemetry.metrics.clone(),
+            shutdown.clone(),
+        ));
         let app = api::router(AppState::new(pool, config, node.clone(), telemetry.clone()));
         let task = tokio::spawn(async move {
             let server = tokio::spawn(api::server::serve(
@@ -69,10 +77,16 @@ impl Replica {
                     "requests still in flight after the shutdown grace period"
                 ),
             }
-            if tokio::time::timeout(grace, fleet.join()).await.is_err() {
+            let background = async {
+                fleet.join().await;
+                if let Err(e) = retention.await {
+                    tracing::error!(error = %e, "retention task failed");
+                }
+            };
+            if tokio::time::timeout(grace, background).await.is_err() {
                 tracing::warn!(
                     ?grace,
-                    "fleet tasks still running after the shutdown grace period"
+                    "background tasks still running after the shutdown grace period"
                 );
             }
             Ok(())

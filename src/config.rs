@@ -130,6 +130,11 @@ pub struct Config {
     /// `SCHEDULER_CATCHUP_SPREAD_MS`: window over which `spread` catch-up runs are spaced.
     /// Default `60000`.
     pub catchup_spread: Duration,
+    /// `SCHEDULER_RUN_RETENTION`: how long a finished run is kept after it ended, as `30d`,
+    /// `12h`, `2m`, `90s` or plain seconds (at most 3650 days); `0` keeps runs forever
+    /// (`None`). A run in flight is never removed. Default `30d`. See
+    /// [`crate::runs::retention`].
+    pub run_retention: Option<Duration>,
     /// `SCHEDULER_DEFAULT_OVERLAP_POLICY`: policy of a schedule that names none.
     /// Default `skip`.
     pub default_overlap_policy: OverlapPolicy,
@@ -278,6 +283,11 @@ impl Config {
                     .ok_or("a whole number from 0 to 100000")
             })?,
             catchup_spread: env.millis("SCHEDULER_CATCHUP_SPREAD_MS", 60_000)?,
+            run_retention: env.parse_with(
+                "SCHEDULER_RUN_RETENTION",
+                Some(DEFAULT_RUN_RETENTION),
+                parse_retention,
+            )?,
             default_overlap_policy: env.parse_with(
                 "SCHEDULER_DEFAULT_OVERLAP_POLICY",
                 OverlapPolicy::Skip,
@@ -487,21 +497,19 @@ impl Env<'_> {
     }
 }
 
-/// `90s`, `30m`, `1h`, `7d`, or plain seconds; at most 100 years.
+/// `90s`, `30m`, `12h`, `7d` (units in either case), or plain seconds; at most 100 years.
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
-    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let per_unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return None,
     };
+    let secs = digits.parse::<u64>().ok()?.checked_mul(per_unit)?;
     (secs <= 100 * 366 * 86_400).then(|| Duration::from_secs(secs))
 }
 
@@ -597,6 +605,19 @@ impl Env<'_> {
     }
 }
 
+/// Default of `SCHEDULER_RUN_RETENTION`: 30 days.
+pub const DEFAULT_RUN_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// `30d`, `12h`, `2m`, `90s` or plain seconds; `0` is `None` (keep forever).
+fn parse_retention(v: &str) -> Result<Option<Duration>, &'static str> {
+    const EXPECTED: &str = "a duration such as 30d, 12h, 2m, 90s or plain seconds, at most \
+                            3650d (0 keeps finished runs forever)";
+    let d = parse_duration(v)
+        .filter(|d| *d <= Duration::from_secs(3650 * 86_400))
+        .ok_or(EXPECTED)?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
 fn parse_http_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| ConfigError {
         var,
@@ -680,6 +701,47 @@ mod tests {
                 var
             };
             assert_eq!(err.var, expected_var, "{value}");
+        }
+    }
+
+    #[test]
+    fn run_retention_takes_a_duration_and_zero_keeps_forever() {
+        let retention = |v: &str| cfg(&[("SCHEDULER_RUN_RETENTION", v)]).map(|c| c.run_retention);
+        assert_eq!(
+            cfg(&[]).unwrap().run_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        for (value, secs) in [
+            ("30d", 30 * 86_400),
+            ("12h", 12 * 3600),
+            ("2m", 120),
+            ("90s", 90),
+            ("90", 90),
+            (" 7D ", 7 * 86_400),
+            ("3650d", 3650 * 86_400),
+        ] {
+            assert_eq!(
+                retention(value).unwrap(),
+                Some(Duration::from_secs(secs)),
+                "{value}"
+            );
+        }
+        for zero in ["0", "0d", "0s"] {
+            assert_eq!(retention(zero).unwrap(), None, "{zero}");
+        }
+        for bad in [
+            "-1",
+            "1.5h",
+            "30 days",
+            "d",
+            "h12",
+            "1w",
+            "3651d",
+            "99999999999999999999",
+        ] {
+            let err = retention(bad).expect_err(bad);
+            assert_eq!(err.var, "SCHEDULER_RUN_RETENTION", "{bad}");
+            assert!(err.to_string().contains("30d, 12h"), "{err}");
         }
     }
 

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub runs_launched: Counter<u64>,
     /// `scheduler_runs_completed_total{status}`: completion reports and timeouts.
     pub runs_completed: Counter<u64>,
+    /// `scheduler_runs_deleted_total`: finished runs removed by retention.
+    pub runs_deleted: Counter<u64>,
     /// `scheduler_fire_lag_seconds`: launch time − scheduled_for, for accepted launches.
     pub fire_lag: Histogram<f64>,
     /// `scheduler_launch_duration_seconds`: one Executor request.
@@ -120,6 +122,10 @@ impl Metrics {
             runs_completed: meter
                 .u64_counter("scheduler_runs_completed")
                 .with_description("Runs that ended after launch, by status")
+                .build(),
+            runs_deleted: meter
+                .u64_counter("scheduler_runs_deleted")
+                .with_description("Finished runs removed by retention (SCHEDULER_RUN_RETENTION)")
                 .build(),
             fire_lag: latency(
                 "scheduler_fire_lag_seconds",

@@ -2,12 +2,15 @@
 //!
 //! A run row is written by the leader (one per tick, invariant 1) or by a manual launch,
 //! and moved along its statuses by the launcher and the Executor's completion report.
-//! This module is the read side: [`model`] holds the types, [`store`] the queries.
+//! This module holds the types ([`model`]), the reads and the cancellation of a schedule's
+//! pending runs ([`store`]), and retention ([`retention`]).
 //! Runs outlive their schedule: deleting a schedule cancels its pending runs but keeps
-//! every row, so its history stays readable.
+//! every row, so its history stays readable until retention removes it
+//! (`SCHEDULER_RUN_RETENTION` after each run ended).
 
 pub mod complete;
 pub mod model;
+pub mod retention;
 pub mod store;
 
 pub use model::{Run, RunStatus, RunTrigger};

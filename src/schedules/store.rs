@@ -137,22 +137,16 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, schedule_id: &str) -> Result
     Ok(())
 }
 
-/// Cancels the schedule's runs that have not started. Returns how many.
+/// Cancels the schedule's runs that have not started, those waiting to retry a launch
+/// included (freeing the exclusive slot one of them may hold). Returns how many. The query
+/// is [`crate::runs::store::CANCEL_PENDING`]: it reads only the schedule's pending runs,
+/// however long its history.
 async fn cancel_pending(
     tx: &mut Transaction<'_, Postgres>,
     schedule_id: &str,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "update runs set status = 'cancelled', reason = $2, finished_at = now(), updated_at = now(), \
-           exclusive_slot = false \
-         where schedule_id = $1 and status = 'pending'",
-    )
-    .bind(schedule_id)
-    .bind(reason)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
+    crate::runs::store::cancel_pending(tx, schedule_id, reason).await
 }
 
 async fn select_for_update(

@@ -7,6 +7,7 @@ mod embedded_default;
 mod failover;
 mod fleet;
 mod health;
+mod history;
 mod launcher;
 mod load;
 mod preview;

@@ -15,6 +15,12 @@ alter table schedules add column missed_uncounted_exact boolean not null default
 
 -- A run waiting to retry its launch is `pending` again, due at `retry_at` (its `fire_at`
 -- stays the tick's). The dispatchers' queue walks the due time of pending runs.
+--
+-- The `is not null` part of the predicate is always true (fire_at is not null): it keeps
+-- the index to queries that compare the due time (a strict comparison implies it), so a
+-- query for one schedule's pending runs (a cancel) never takes this queue of every
+-- schedule's pending runs for a cheap way to find them.
 alter table runs add column retry_at timestamptz;
 drop index runs_due_idx;
-create index runs_due_idx on runs ((coalesce(retry_at, fire_at))) where status = 'pending';
+create index runs_due_idx on runs ((coalesce(retry_at, fire_at)))
+    where status = 'pending' and coalesce(retry_at, fire_at) is not null;

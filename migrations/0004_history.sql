@@ -31,3 +31,4 @@ end
 $$;
 
 create index if not exists runs_schedule_status_idx on runs (schedule_id, status, scheduled_for);
+

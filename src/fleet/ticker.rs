@@ -19,8 +19,9 @@
 //!      schedules due at one instant is written in the minutes before it, not at it.
 //! 3. Plan each schedule's ticks ([`super::ticks::plan`]) on a blocking thread, never on
 //!    the async runtime's workers. Planning is bounded per schedule (a year behind costs
-//!    what a minute behind does) and per batch (at most `max_rows` runs; schedules past
-//!    that are left unchanged and come first in the next batch). A `queue` schedule with
+//!    what a minute behind does) and per batch (at most `max_rows` runs and half the
+//!    batch's target time; schedules past that are left unchanged and come first in the
+//!    next batch). A `queue` schedule with
 //!    `SCHEDULER_MAX_QUEUED` runs already pending gets its further ticks written `skipped`
 //!    (reason `queue_full`): a schedule stuck behind a run that never ends cannot pile up
 //!    an unbounded queue.
@@ -54,7 +55,7 @@ use crate::{
 };
 
 /// Schedules a batch claims at first, and the bounds it adapts within.
-const CLAIM_START: i64 = 500;
+const CLAIM_START: i64 = 200;
 const CLAIM_MIN: i64 = 50;
 const CLAIM_MAX: i64 = 5_000;
 
@@ -68,7 +69,9 @@ pub struct TickSettings {
     pub limits: CatchupLimits,
     /// Runs one batch writes at most.
     pub max_rows: usize,
-    /// How long a batch should take; the claim size adapts to it.
+    /// How long a batch should take; the claim size adapts to it, and planning stops at a
+    /// fraction of it (the lock session waits idle in its transaction meanwhile, and
+    /// PostgreSQL ends a session idle for longer than the lease).
     pub batch_target: Duration,
     /// Statement timeout inside a batch (the lease: a stuck batch must not outlive it).
     pub statement_timeout: Duration,
@@ -379,8 +382,8 @@ struct PlannedBatch {
     counts: PlanCounts,
 }
 
-/// Plans the claimed schedules in order until the batch's row cap (CPU work: run it on a
-/// blocking thread). `queued`: pending runs of the `queue` schedules among them.
+/// Plans the claimed schedules in order until the batch's row cap or half its target time
+/// (CPU work: run it on a blocking thread). `queued`: pending runs of the `queue` schedules among them.
 fn plan_batch(
     due: &[DueSchedule],
     queued: &HashMap<String, i64>,
@@ -389,8 +392,11 @@ fn plan_batch(
 ) -> PlannedBatch {
     let lead = settings.lead();
     let mut out = PlannedBatch::default();
+    let deadline = Instant::now() + settings.batch_target / 2;
     for s in due {
-        if out.runs.run_id.len() >= settings.max_rows {
+        let planned = out.schedules.schedule_id.len() + out.broken.len();
+        if planned > 0 && (out.runs.run_id.len() >= settings.max_rows || Instant::now() >= deadline)
+        {
             break;
         }
         let parsed = CronSpec::parse(&s.cron_expr, &s.timezone)

@@ -45,9 +45,10 @@ use crate::{
 /// settings; with sane ones a plan writes a few).
 pub const MAX_TICKS_PER_PLAN: usize = 512;
 
-/// Cron steps one plan may spend counting missed ticks exactly; past it the count is a
-/// lower bound.
-pub const COUNT_BUDGET: usize = 2048;
+/// Cron steps one plan may spend walking missed ticks one by one; a longer gap is counted
+/// by calendar arithmetic ([`count_ticks`]), exact except in rare cases (then a lower
+/// bound).
+pub const COUNT_BUDGET: usize = 64;
 
 /// Catch-up settings (from configuration).
 #[derive(Debug, Clone, Copy)]

@@ -46,6 +46,25 @@ const CLAIMED_COLUMNS: &str = "r.run_id, r.schedule_id, r.workflow_id, r.version
     r.scheduled_for, r.fire_at, r.attempt, r.trigger, r.idempotency_key, \
     greatest(coalesce(r.retry_at, r.fire_at), now()) as due_at, r.lease_until";
 
+/// Launching runs whose lease ran out (`$1` at most), and whether each is past its retry
+/// time (`$2` seconds after its `fire_at`).
+pub const EXPIRED: &str = "select run_id, now() >= fire_at + make_interval(secs => $2) from runs \
+    where status = 'launching' and lease_until <= now() \
+    order by lease_until limit $1 for update skip locked";
+
+/// Pending runs due within the arm window (`$2` seconds), oldest due first (`$1` at most).
+pub const CANDIDATES: &str = "select r.run_id, r.schedule_id, \
+      coalesce(s.overlap_policy, 'allow') as policy, r.exclusive_slot as holds_slot, \
+      coalesce(r.retry_at, r.fire_at) <= now() as due_now \
+    from runs r left join schedules s on s.schedule_id = r.schedule_id \
+    where r.status = 'pending' \
+      and coalesce(r.retry_at, r.fire_at) <= now() + make_interval(secs => $2) \
+      and not (s.overlap_policy = 'queue' and not r.exclusive_slot and exists ( \
+        select 1 from runs f where f.schedule_id = r.schedule_id and f.exclusive_slot)) \
+    order by coalesce(r.retry_at, r.fire_at), r.scheduled_for \
+    limit $1 \
+    for update of r skip locked";
+
 /// What one claim produced.
 #[derive(Debug)]
 pub struct ClaimResult {
@@ -85,15 +104,11 @@ pub async fn claim(
     let retry_for_s = settings.retry_for.as_secs_f64();
 
     // Reclaims: they already hold their exclusive slot, if any.
-    let expired: Vec<(Uuid, bool)> = sqlx::query_as(
-        "select run_id, now() >= fire_at + make_interval(secs => $2) from runs \
-         where status = 'launching' and lease_until <= now() \
-         order by lease_until limit $1 for update skip locked",
-    )
-    .bind(limit)
-    .bind(retry_for_s)
-    .fetch_all(&mut *tx)
-    .await?;
+    let expired: Vec<(Uuid, bool)> = sqlx::query_as(EXPIRED)
+        .bind(limit)
+        .bind(retry_for_s)
+        .fetch_all(&mut *tx)
+        .await?;
     let (exhausted, again): (Vec<_>, Vec<_>) = expired.into_iter().partition(|(_, over)| *over);
     if !exhausted.is_empty() {
         let ids: Vec<Uuid> = exhausted.iter().map(|(id, _)| *id).collect();
@@ -125,22 +140,11 @@ pub async fn claim(
 
     let room = limit - i64::try_from(result.runs.len()).unwrap_or(0);
     if room > 0 {
-        let candidates: Vec<Candidate> = sqlx::query_as(
-            "select r.run_id, r.schedule_id, coalesce(s.overlap_policy, 'allow') as policy, \
-               r.exclusive_slot as holds_slot, coalesce(r.retry_at, r.fire_at) <= now() as due_now \
-             from runs r left join schedules s on s.schedule_id = r.schedule_id \
-             where r.status = 'pending' \
-               and coalesce(r.retry_at, r.fire_at) <= now() + make_interval(secs => $2) \
-               and not (s.overlap_policy = 'queue' and not r.exclusive_slot and exists ( \
-                 select 1 from runs f where f.schedule_id = r.schedule_id and f.exclusive_slot)) \
-             order by coalesce(r.retry_at, r.fire_at), r.scheduled_for \
-             limit $1 \
-             for update of r skip locked",
-        )
-        .bind(room)
-        .bind(settings.arm_window.as_secs_f64())
-        .fetch_all(&mut *tx)
-        .await?;
+        let candidates: Vec<Candidate> = sqlx::query_as(CANDIDATES)
+            .bind(room)
+            .bind(settings.arm_window.as_secs_f64())
+            .fetch_all(&mut *tx)
+            .await?;
 
         let decision = decide(&mut tx, candidates).await?;
         if !decision.skip.is_empty() {

@@ -33,16 +33,27 @@ pub async fn expire_runs(pool: &PgPool, metrics: &Metrics) -> Result<u64, sqlx::
     Ok(done)
 }
 
+/// See [`anything_due`]; `$1`: the arm window in seconds.
+pub const ANYTHING_DUE: &str = "select exists (select 1 from runs where status = 'pending' \
+      and coalesce(retry_at, fire_at) <= now() + make_interval(secs => $1)) \
+    or exists (select 1 from runs where status = 'launching' and lease_until <= now())";
+
+/// See [`until_next`]; `$1`: the arm window in seconds.
+pub const UNTIL_NEXT: &str = "select extract(epoch from least( \
+      (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
+         and coalesce(retry_at, fire_at) > now() + make_interval(secs => $1)) \
+        - make_interval(secs => $1), \
+      (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
+         and coalesce(retry_at, fire_at) > now()), \
+      (select min(lease_until) from runs where status = 'launching' and lease_until > now()) \
+    ) - now())::float8";
+
 /// Whether any run is claimable now (pending and due, or launching with its lease over).
 pub async fn anything_due(pool: &PgPool, arm_window: Duration) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists (select 1 from runs where status = 'pending' \
-                          and coalesce(retry_at, fire_at) <= now() + make_interval(secs => $1)) \
-             or exists (select 1 from runs where status = 'launching' and lease_until <= now())",
-    )
-    .bind(arm_window.as_secs_f64())
-    .fetch_one(pool)
-    .await
+    sqlx::query_scalar(ANYTHING_DUE)
+        .bind(arm_window.as_secs_f64())
+        .fetch_one(pool)
+        .await
 }
 
 /// How long until something may be claimable: a pending run entering the arm window, a
@@ -53,19 +64,10 @@ pub async fn until_next(
     arm_window: Duration,
     cap: Duration,
 ) -> Result<Duration, sqlx::Error> {
-    let secs: Option<f64> = sqlx::query_scalar(
-        "select extract(epoch from least( \
-           (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
-              and coalesce(retry_at, fire_at) > now() + make_interval(secs => $1)) \
-             - make_interval(secs => $1), \
-           (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
-              and coalesce(retry_at, fire_at) > now()), \
-           (select min(lease_until) from runs where status = 'launching' and lease_until > now()) \
-         ) - now())::float8",
-    )
-    .bind(arm_window.as_secs_f64())
-    .fetch_one(pool)
-    .await?;
+    let secs: Option<f64> = sqlx::query_scalar(UNTIL_NEXT)
+        .bind(arm_window.as_secs_f64())
+        .fetch_one(pool)
+        .await?;
     Ok(secs.map_or(cap, |s| {
         Duration::try_from_secs_f64(s.max(0.0))
             .unwrap_or(cap)

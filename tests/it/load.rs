@@ -76,14 +76,18 @@ async fn a_tick_pass_longer_than_the_lease_keeps_the_leadership() {
     let started = Instant::now();
     let (status, _) = app.post("/worker/start", json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    wait_for("every schedule caught up", Duration::from_secs(120), || async {
-        count(
-            &app.pool,
-            "select count(*) from schedules where next_due_at <= now()",
-        )
-        .await
-            == 0
-    })
+    wait_for(
+        "every schedule caught up",
+        Duration::from_secs(120),
+        || async {
+            count(
+                &app.pool,
+                "select count(*) from schedules where next_due_at <= now()",
+            )
+            .await
+                == 0
+        },
+    )
     .await;
     let took = started.elapsed();
     assert!(
@@ -140,7 +144,13 @@ async fn a_queue_schedule_holds_at_most_max_queued_waiting_runs() {
     let until = Instant::now() + Duration::from_secs(7);
     let mut most = 0;
     while Instant::now() < until {
-        most = most.max(count(&app.pool, "select count(*) from runs where status = 'pending'").await);
+        most = most.max(
+            count(
+                &app.pool,
+                "select count(*) from runs where status = 'pending'",
+            )
+            .await,
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(most <= 3, "at most 3 runs wait, saw {most}");
@@ -151,7 +161,11 @@ async fn a_queue_schedule_holds_at_most_max_queued_waiting_runs() {
     .await;
     assert!(full >= 2, "later ticks end skipped (queue_full): {full}");
     assert_eq!(
-        count(&app.pool, "select count(*) from runs where status = 'running'").await,
+        count(
+            &app.pool,
+            "select count(*) from runs where status = 'running'"
+        )
+        .await,
         1
     );
     assert_eq!(mock.mock.stats().requests, 1, "only the first run was sent");
@@ -200,7 +214,10 @@ async fn a_pause_cancels_a_run_waiting_to_retry() {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    assert_eq!((status.as_str(), reason.as_deref()), ("cancelled", Some("paused")));
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("cancelled", Some("paused"))
+    );
     assert!(!slot, "the cancelled run gives its slot back");
     let sent = mock.mock.stats().requests;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -246,15 +263,16 @@ async fn retries_end_once_the_retry_time_is_over() {
     })
     .await;
     let (reason, attempt, fire_at, finished_at): (String, i32, DateTime<Utc>, DateTime<Utc>) =
-        sqlx::query_as(
-            "select reason, attempt, fire_at, finished_at from runs where run_id = $1",
-        )
-        .bind(run_id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+        sqlx::query_as("select reason, attempt, fire_at, finished_at from runs where run_id = $1")
+            .bind(run_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(reason, "attempts_exhausted");
-    assert!(attempt >= 4, "retried until the time was over: {attempt} attempts");
+    assert!(
+        attempt >= 4,
+        "retried until the time was over: {attempt} attempts"
+    );
     assert!(
         finished_at - fire_at >= chrono::TimeDelta::seconds(3),
         "not before SCHEDULER_LAUNCH_RETRY_FOR: {}",
@@ -277,10 +295,10 @@ async fn retries_end_once_the_retry_time_is_over() {
 
 #[tokio::test]
 async fn a_run_waiting_for_a_launch_slot_is_not_reclaimed() {
-    // One launch slot, a slow Executor: the last of 12 runs waits ~8 s for its slot, longer
-    // than the 6 s lease it was claimed with.
+    // One launch slot, a slow Executor: the last of 20 runs waits ~10 s for its slot,
+    // longer than the 8 s lease it was claimed with (3 s Executor timeout + 5 s).
     let mock = Mock::start(Behaviour {
-        delay_ms: 700,
+        delay_ms: 500,
         ..Behaviour::default()
     })
     .await;
@@ -289,14 +307,17 @@ async fn a_run_waiting_for_a_launch_slot_is_not_reclaimed() {
         launch_config(c, &mock.url);
         c.node_id = "a".into();
         c.launch_concurrency = 1;
-        c.executor_timeout = Duration::from_millis(1000);
+        c.executor_timeout = Duration::from_millis(3000);
     })
     .await;
-    a.put("/workflows/wf/versions/1", json!({"tasks": []})).await;
-    for i in 0..12 {
+    a.put("/workflows/wf/versions/1", json!({"tasks": []}))
+        .await;
+    for i in 0..20 {
         let (status, _) = a
             .post(
-                &format!("/run-launcher/start?workflow_id=wf&version=1&user_id=u&idempotency_key=k{i}"),
+                &format!(
+                    "/run-launcher/start?workflow_id=wf&version=1&user_id=u&idempotency_key=k{i}"
+                ),
                 json!({}),
             )
             .await;
@@ -308,7 +329,7 @@ async fn a_run_waiting_for_a_launch_slot_is_not_reclaimed() {
             "select count(*) from runs where launched_by = 'a' and status in ('launching', 'running')",
         )
         .await
-            == 12
+            == 20
     })
     .await;
     // Another replica, eager to reclaim any lease that runs out.
@@ -318,11 +339,11 @@ async fn a_run_waiting_for_a_launch_slot_is_not_reclaimed() {
     })
     .await;
     wait_for("all delivered", Duration::from_secs(30), || async {
-        count(&pool, "select count(*) from runs where status = 'running'").await == 12
+        count(&pool, "select count(*) from runs where status = 'running'").await == 20
     })
     .await;
     let stats = mock.mock.stats();
-    assert_eq!(stats.requests, 12, "each run sent once: {stats:?}");
+    assert_eq!(stats.requests, 20, "each run sent once: {stats:?}");
     assert_eq!(stats.duplicate_deliveries, 0);
     assert_eq!(
         count(
@@ -330,7 +351,7 @@ async fn a_run_waiting_for_a_launch_slot_is_not_reclaimed() {
             "select count(*) from runs where launched_by = 'a' and attempt = 1"
         )
         .await,
-        12
+        20
     );
     b.stop().await;
     a.stop().await;
@@ -348,7 +369,7 @@ async fn an_armed_run_is_claimed_early_and_sent_no_earlier_than_its_fire_at() {
         .await;
     app.create_schedule(json!({"schedule_id": "armed", "cron_expr": "*/2 * * * * *",
         "overlap_policy": "allow", "jitter_ms": 700}))
-    .await;
+        .await;
     // Armed: claimed (`launching`) while its fire_at is still ahead.
     wait_for("a run armed before its time", Duration::from_secs(10), || async {
         count(
@@ -491,12 +512,11 @@ async fn completion_reports_written_together_each_end_their_own_run() {
         };
         assert_eq!(code, expected, "report {i}");
     }
-    let rows: Vec<(Uuid, String, Option<String>, bool)> = sqlx::query_as(
-        "select run_id, status, last_error, finished_at is not null from runs",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let rows: Vec<(Uuid, String, Option<String>, bool)> =
+        sqlx::query_as("select run_id, status, last_error, finished_at is not null from runs")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     for (id, status, error, finished) in rows {
         let i = ids.iter().position(|x| *x == id).unwrap();
         if i % 2 == 0 {
@@ -537,17 +557,21 @@ async fn a_cohort_is_written_before_it_is_due_and_delivered() {
         .unwrap();
     // Registered with their first tick at least 8 s ahead; the leader looks at them at
     // once and writes the tick 5 s before it.
-    wait_for("the first cohort delivered", Duration::from_secs(90), || async {
-        count(
-            &app.pool,
-            &format!(
-                "select count(*) from runs where status = 'running' and scheduled_for = '{}'",
-                first.to_rfc3339()
-            ),
-        )
-        .await
-            == 1000
-    })
+    wait_for(
+        "the first cohort delivered",
+        Duration::from_secs(90),
+        || async {
+            count(
+                &app.pool,
+                &format!(
+                    "select count(*) from runs where status = 'running' and scheduled_for = '{}'",
+                    first.to_rfc3339()
+                ),
+            )
+            .await
+                == 1000
+        },
+    )
     .await;
     let (earliest, latest): (f64, f64) = sqlx::query_as(
         "select extract(epoch from min(scheduled_for - created_at))::float8, \

@@ -2,7 +2,7 @@
 //! replica processes. Build with `cargo build --release --bins`; see docs/PERFORMANCE.md.
 
 use clap::{Parser, Subcommand};
-use cron_scheduler::lab::{drill, load, sweep};
+use cron_scheduler::lab::{cohort, drill, executor_outage, history, load, outage, sweep};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +22,14 @@ enum Command {
     Load(load::LoadArgs),
     /// Steady load at several rates, two configurations; plots lag against fires/s (SVG).
     Sweep(sweep::SweepArgs),
+    /// Many schedules due in the same second: materialized in time, delivered, drained.
+    Cohort(cohort::CohortArgs),
+    /// Catch-up after the fleet was down for days, per catch-up policy.
+    Outage(outage::OutageArgs),
+    /// The Executor down under steady load: nothing lost, backlog drained.
+    ExecutorOutage(executor_outage::ExecutorOutageArgs),
+    /// Hot-path latency against a large run history; or (--retention-run) run retention.
+    History(history::HistoryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +51,10 @@ fn main() -> std::process::ExitCode {
             }),
             Command::Load(args) => load::run(args).await.map(|_| true),
             Command::Sweep(args) => sweep::run(args).await.map(|_| true),
+            Command::Cohort(args) => cohort::run(args).await.map(|_| true),
+            Command::Outage(args) => outage::run(args).await.map(|_| true),
+            Command::ExecutorOutage(args) => executor_outage::run(args).await.map(|_| true),
+            Command::History(args) => history::run(args).await.map(|()| true),
         }
     });
     match result {

@@ -15,16 +15,21 @@
 //! [`report`] (tables, JSON, lag percentiles).
 
 pub mod args;
+pub mod cohort;
 pub mod cpu;
 pub mod deliveries;
 pub mod drill;
+pub mod executor_outage;
 pub mod fleet;
+pub mod history;
 pub mod leadership;
 pub mod ledger;
 pub mod load;
+pub mod outage;
 pub mod proxy;
 pub mod register;
 pub mod report;
+pub mod retention;
 pub mod sweep;
 
 use std::{

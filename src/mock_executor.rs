@@ -5,7 +5,12 @@
 //! `Idempotency-Key`, attempt, `traceparent`, receive time), answers a repeated key with
 //! 409 (as a deduplicating Executor would), and can be told to be slow, fail with a
 //! status (always or for a fraction of requests, with an optional `Retry-After`), and call
-//! back completion (`POST {callback}/runs/{id}/complete`) after a delay.
+//! back completion (`POST {callback}/runs/{id}/complete`) after a delay. With several
+//! callback URLs (`callback_urls`, one per replica) completions go to them in turn, as an
+//! Executor behind a load balancer would spread them; a completion the scheduler does not
+//! take (connection error, 429, 5xx) is retried a few times, and at most
+//! [`CALLBACK_CONCURRENCY`] completions are in flight, so a burst of 100,000 accepted
+//! launches does not open 100,000 connections.
 //!
 //! | Endpoint | |
 //! |---|---|
@@ -50,6 +55,9 @@ pub struct Behaviour {
     pub retry_after_secs: Option<u64>,
     /// Base URL of the scheduler to report completions to; none: no callback.
     pub callback_url: Option<Url>,
+    /// Base URLs of several replicas, used in turn (round-robin); when not empty, used
+    /// instead of `callback_url`.
+    pub callback_urls: Vec<Url>,
     /// Delay before the completion report.
     pub callback_after_ms: u64,
     /// `succeeded` (default) or `failed`.
@@ -94,12 +102,33 @@ struct Inner {
     seen_runs: HashMap<Uuid, u32>,
     received: Vec<Received>,
     last_body: Option<serde_json::Value>,
+    /// Round-robin position in `behaviour.callback_urls`.
+    next_callback: usize,
 }
+
+impl Inner {
+    /// Where the next completion goes: the next of `callback_urls`, else `callback_url`.
+    fn next_callback_url(&mut self) -> Option<Url> {
+        let urls = &self.behaviour.callback_urls;
+        if urls.is_empty() {
+            return self.behaviour.callback_url.clone();
+        }
+        let url = urls[self.next_callback % urls.len()].clone();
+        self.next_callback = self.next_callback.wrapping_add(1);
+        Some(url)
+    }
+}
+
+/// Completion reports in flight at most.
+pub const CALLBACK_CONCURRENCY: usize = 256;
+/// Attempts per completion report (connection error, 429 and 5xx are retried).
+const CALLBACK_ATTEMPTS: u32 = 5;
 
 #[derive(Clone, Debug)]
 pub struct MockExecutor {
     inner: Arc<Mutex<Inner>>,
     http: reqwest::Client,
+    callbacks: Arc<tokio::sync::Semaphore>,
 }
 
 impl MockExecutor {
@@ -110,6 +139,7 @@ impl MockExecutor {
                 ..Inner::default()
             })),
             http: reqwest::Client::new(),
+            callbacks: Arc::new(tokio::sync::Semaphore::new(CALLBACK_CONCURRENCY)),
         }
     }
 
@@ -125,6 +155,12 @@ impl MockExecutor {
 
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
+    }
+
+    /// Runs `f` over what was received so far without copying it (large lab runs hold
+    /// millions of records). The mock is locked meanwhile: keep `f` short.
+    pub fn inspect_received<T>(&self, f: impl FnOnce(&[Received]) -> T) -> T {
+        f(&self.lock().received)
     }
 
     /// The last request body received (with its DAG).
@@ -269,14 +305,15 @@ async fn receive(
         status: status.as_u16(),
     });
     inner.last_body = serde_json::from_slice(&body).ok();
+    let callback_to = (status == StatusCode::ACCEPTED)
+        .then(|| inner.next_callback_url())
+        .flatten();
     drop(inner);
 
     let retry_after = behaviour.retry_after_secs;
-    if status == StatusCode::ACCEPTED {
-        if let Some(base) = behaviour.callback_url.clone() {
-            let mock = mock.clone();
-            tokio::spawn(async move { callback(mock, base, launch.run_id, &behaviour).await });
-        }
+    if let Some(base) = callback_to {
+        let mock = mock.clone();
+        tokio::spawn(async move { callback(mock, base, launch.run_id, &behaviour).await });
     }
     let mut response = (status, Json(serde_json::json!({"run_id": launch.run_id}))).into_response();
     if fail.is_some() {
@@ -303,11 +340,30 @@ async fn callback(mock: MockExecutor, base: Url, run_id: Uuid, behaviour: &Behav
     if status == "failed" {
         body["error"] = serde_json::json!("the mock executor was told to fail this run");
     }
-    let mut req = mock.http.post(&url).json(&body);
-    if let Some(token) = &behaviour.callback_token {
-        req = req.bearer_auth(token);
+    let Ok(_permit) = mock.callbacks.acquire().await else {
+        return;
+    };
+    let mut ok = false;
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=CALLBACK_ATTEMPTS {
+        let mut req = mock.http.post(&url).json(&body);
+        if let Some(token) = &behaviour.callback_token {
+            req = req.bearer_auth(token);
+        }
+        let retry = match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                ok = true;
+                break;
+            }
+            Ok(r) => r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error(),
+            Err(_) => true,
+        };
+        if !retry || attempt == CALLBACK_ATTEMPTS {
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
     }
-    let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
     let mut inner = mock.lock();
     if ok {
         inner.stats.callbacks_sent += 1;
@@ -348,4 +404,122 @@ async fn reset(State(mock): State<MockExecutor>) -> StatusCode {
         ..Inner::default()
     };
     StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A stand-in scheduler that counts completion reports, failing the first `fail_first`.
+    async fn completion_sink(fail_first: usize) -> (Url, Arc<AtomicUsize>, CancellationToken) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let app = Router::new().route(
+            "/runs/{run_id}/complete",
+            post(move || {
+                let counter = counter.clone();
+                async move {
+                    if counter.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        (url, seen, token)
+    }
+
+    async fn start(mock: &MockExecutor) -> (String, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/runs", listener.local_addr().unwrap());
+        let token = CancellationToken::new();
+        mock.clone().spawn(listener, token.clone());
+        (url, token)
+    }
+
+    async fn launch(http: &reqwest::Client, url: &str) -> u16 {
+        let run_id = Uuid::now_v7();
+        http.post(url)
+            .header("Idempotency-Key", run_id.to_string())
+            .json(&serde_json::json!({"run_id": run_id, "attempt": 1}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn completions_go_to_the_callback_urls_in_turn() {
+        let (a, seen_a, stop_a) = completion_sink(0).await;
+        let (b, seen_b, stop_b) = completion_sink(0).await;
+        let mock = MockExecutor::new(Behaviour {
+            callback_urls: vec![a, b],
+            ..Behaviour::default()
+        });
+        let (url, stop) = start(&mock).await;
+        let http = reqwest::Client::new();
+        for _ in 0..6 {
+            assert_eq!(launch(&http, &url).await, 202);
+        }
+        wait_until("6 completions", || mock.stats().callbacks_sent == 6).await;
+        assert_eq!(seen_a.load(Ordering::SeqCst), 3);
+        assert_eq!(seen_b.load(Ordering::SeqCst), 3);
+        for t in [stop, stop_a, stop_b] {
+            t.cancel();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_single_callback_url_still_works_and_failures_are_retried() {
+        let (a, seen, stop_a) = completion_sink(2).await;
+        let mock = MockExecutor::new(Behaviour {
+            callback_url: Some(a),
+            ..Behaviour::default()
+        });
+        let (url, stop) = start(&mock).await;
+        let http = reqwest::Client::new();
+        assert_eq!(launch(&http, &url).await, 202);
+        wait_until("the completion", || mock.stats().callbacks_sent == 1).await;
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two 503s, then accepted");
+        assert_eq!(mock.stats().callbacks_failed, 0);
+        stop.cancel();
+        stop_a.cancel();
+    }
+
+    #[tokio::test]
+    async fn no_callback_url_means_no_completion() {
+        let mock = MockExecutor::new(Behaviour::default());
+        let (url, stop) = start(&mock).await;
+        let http = reqwest::Client::new();
+        assert_eq!(launch(&http, &url).await, 202);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats = mock.stats();
+        assert_eq!((stats.callbacks_sent, stats.callbacks_failed), (0, 0));
+        assert_eq!(mock.inspect_received(<[Received]>::len), 1);
+        stop.cancel();
+    }
 }

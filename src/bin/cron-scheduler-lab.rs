@@ -1,13 +1,13 @@
-//! `cron-scheduler-lab`: failover drills and load runs against real replica processes.
-//! Build with `cargo build --release --bins`; see docs/PERFORMANCE.md.
+//! `cron-scheduler-lab`: failover drills, load runs and scenario measurements against real
+//! replica processes. Build with `cargo build --release --bins`; see docs/PERFORMANCE.md.
 
 use clap::{Parser, Subcommand};
-use cron_scheduler::lab::{drill, load};
+use cron_scheduler::lab::{cohort, drill, executor_outage, history, load, outage, sweep};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cron-scheduler-lab",
-    about = "Failover drills and load runs for cron-scheduler."
+    about = "Failover drills, load runs and scenario measurements for cron-scheduler."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,10 +18,18 @@ struct Cli {
 enum Command {
     /// Inject faults into a fleet for a while, then check every tick.
     Drill(drill::DrillArgs),
-    /// Measure throughput, fire lag and footprint.
+    /// Measure throughput, fire lag, CPU per run and footprint.
     Load(load::LoadArgs),
-    /// Steady load at several rates; plots lag percentiles against fires/s (SVG).
-    Sweep(load::SweepArgs),
+    /// Steady load at several rates, two configurations; plots lag against fires/s (SVG).
+    Sweep(sweep::SweepArgs),
+    /// Many schedules due in the same second: materialized in time, delivered, drained.
+    Cohort(cohort::CohortArgs),
+    /// Catch-up after the fleet was down for days, per catch-up policy.
+    Outage(outage::OutageArgs),
+    /// The Executor down under steady load: nothing lost, backlog drained.
+    ExecutorOutage(executor_outage::ExecutorOutageArgs),
+    /// Hot-path latency against a large run history; or (--retention-run) run retention.
+    History(history::HistoryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,7 +50,11 @@ fn main() -> std::process::ExitCode {
                     .unwrap_or(false)
             }),
             Command::Load(args) => load::run(args).await.map(|_| true),
-            Command::Sweep(args) => load::sweep(args).await.map(|_| true),
+            Command::Sweep(args) => sweep::run(args).await.map(|_| true),
+            Command::Cohort(args) => cohort::run(args).await.map(|_| true),
+            Command::Outage(args) => outage::run(args).await.map(|_| true),
+            Command::ExecutorOutage(args) => executor_outage::run(args).await.map(|_| true),
+            Command::History(args) => history::run(args).await.map(|()| true),
         }
     });
     match result {

@@ -16,11 +16,13 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{LabDb, Replica, leader, proxy::FaultProxy, proxy::Mode, quantile, replica_env};
-use crate::mock_executor::{Behaviour, MockExecutor};
+use super::{
+    LabDb, Replica, fleet::MockServer, leader, proxy::FaultProxy, proxy::Mode, quantile,
+    replica_env,
+};
+use crate::mock_executor::Behaviour;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrillArgs {
@@ -97,16 +99,6 @@ impl Rng {
     }
 }
 
-async fn serve_mock(mock: &MockExecutor, port: u16) -> anyhow::Result<CancellationToken> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    let listener = socket.listen(1024)?;
-    let token = CancellationToken::new();
-    mock.clone().spawn(listener, token.clone());
-    Ok(token)
-}
-
 /// Waits until the cluster's epoch passes `old_epoch` with another leader; the time it took.
 async fn takeover(
     db: &LabDb,
@@ -132,10 +124,9 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
     let mut db = LabDb::start(dir.path(), true).await?;
     let http = reqwest::Client::new();
 
-    let mock = MockExecutor::new(Behaviour::default());
-    let mock_port = super::free_port();
-    let mut mock_token = serve_mock(&mock, mock_port).await?;
-    let executor = format!("http://127.0.0.1:{mock_port}/");
+    let mut mock_server = MockServer::start(Behaviour::default()).await?;
+    let mock = mock_server.mock.clone();
+    let executor = mock_server.url();
 
     let upstream = SocketAddr::from(([127, 0, 0, 1], db.port()));
     let mut proxies = Vec::new();
@@ -265,9 +256,9 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
                 proxies[ri].set(Mode::Pass);
             }
             Fault::ExecutorDown => {
-                mock_token.cancel();
+                mock_server.down();
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                mock_token = serve_mock(&mock, mock_port).await?;
+                mock_server.up().await?;
             }
             Fault::RestartPostgres => {
                 last_pg_restart = Instant::now();

@@ -1,8 +1,15 @@
 //! The load harness: registers schedules of a realistic mix straight into the database,
 //! runs a fleet of replica processes against the in-process mock Executor for a set time,
 //! and reports fires/s sustained, fire lag percentiles (Executor receive time −
-//! scheduled_for), launches/s, replica RSS and CPU, and the database size, as a table and
-//! as JSON.
+//! scheduled_for), replica RSS, CPU seconds per 1,000 runs split into PostgreSQL, replicas
+//! and the lab process, the rows the window ended as (`missed`, `skipped`, ...), duplicate
+//! rows, and the database size, as a table and as JSON.
+//!
+//! It measures what users run: `--overlap` (default `skip`, the service default) and
+//! `--completion-ms` (the mock reports `succeeded` that long after each accepted launch, to
+//! the replicas in turn; default 1000; 0: never, so runs stay `running`). With `skip` and
+//! every-second schedules whose runs take a second, about every other tick ends `skipped`:
+//! that is the policy working, and the report counts them.
 //!
 //! Modes: `steady` (every-second schedules firing `--rate` times a second, plus a
 //! background of minutely, hourly and daily schedules across timezones), `burst`
@@ -10,19 +17,25 @@
 //! `--background` extra schedules (e.g. 1,000,000) that are registered but rarely fire.
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{CLK_TCK, LabDb, Replica, quantile, replica_env};
-use crate::{
-    mock_executor::{Behaviour, MockExecutor},
-    schedules::{CronSpec, Window},
+use super::{
+    CLK_TCK,
+    args::FleetArgs,
+    cpu::CpuSplit,
+    deliveries,
+    fleet::Fleet,
+    ledger::{self, Scope, StatusCounts},
+    register::{self, ScheduleDef},
+    report::{self, Lag},
 };
+use crate::schedules::{CatchupPolicy, OverlapPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum Mode {
@@ -34,9 +47,8 @@ pub enum Mode {
 pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = Mode::Steady)]
     pub mode: Mode,
-    /// Replica processes.
-    #[arg(long, default_value_t = 3)]
-    pub replicas: usize,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Steady mode: fires per second (every-second schedules).
     #[arg(long, default_value_t = 1000)]
     pub rate: usize,
@@ -49,21 +61,23 @@ pub struct LoadArgs {
     /// Seconds of measurement (after a warm-up of 5 s).
     #[arg(long, default_value_t = 30)]
     pub duration: u64,
-    /// The `cron-scheduler` binary (default: next to this one; build it with --release).
-    #[arg(long)]
-    pub bin: Option<PathBuf>,
+    /// Overlap policy of every registered schedule.
+    #[arg(long, default_value_t = OverlapPolicy::Skip)]
+    pub overlap: OverlapPolicy,
+    /// The mock reports `succeeded` this many ms after each accepted launch (0: never).
+    #[arg(long, default_value_t = 1000)]
+    pub completion_ms: u64,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Extra `KEY=VALUE` environment for the replicas (tuning experiments).
-    #[arg(long = "env")]
-    pub env: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct LoadReport {
     pub mode: Mode,
     pub replicas: usize,
+    pub overlap: OverlapPolicy,
+    pub completion_ms: u64,
     pub registered_schedules: usize,
     pub target_fires_per_s: usize,
     pub measured_s: f64,
@@ -78,8 +92,17 @@ pub struct LoadReport {
     pub burst_delivered_in_s: Option<f64>,
     pub replica_rss_max_mib: f64,
     pub replica_cpu_percent: Vec<f64>,
+    /// CPU over the window; "runs" = launches the Executor accepted in the window.
+    pub cpu: CpuSplit,
+    /// Rows of ticks due in the window, by status (at the end of the run).
+    pub window_rows: StatusCounts,
+    pub missed_rows: i64,
+    pub skipped_rows: i64,
+    pub duplicate_rows: i64,
     pub db_size_mib: f64,
     pub duplicate_deliveries: u64,
+    pub completions_sent: u64,
+    pub completions_failed: u64,
 }
 
 const TIMEZONES: &[&str] = &[
@@ -93,96 +116,58 @@ const TIMEZONES: &[&str] = &[
     "Europe/Berlin",
 ];
 
-/// Inserts schedules in batches with `unnest`, computing each first due tick here.
-async fn register(
-    db: &LabDb,
-    prefix: &str,
-    specs: &[(String, &str)],
-    from: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    for (chunk_no, chunk) in specs.chunks(5000).enumerate() {
-        let mut ids = Vec::with_capacity(chunk.len());
-        let mut exprs = Vec::with_capacity(chunk.len());
-        let mut tzs = Vec::with_capacity(chunk.len());
-        let mut due = Vec::with_capacity(chunk.len());
-        for (i, (expr, tz)) in chunk.iter().enumerate() {
-            let spec = CronSpec::parse(expr, tz).map_err(|e| anyhow::anyhow!("{expr}: {e}"))?;
-            let window = Window {
-                spec,
-                start_at: None,
-                end_at: None,
-            };
-            ids.push(format!("{prefix}-{}", chunk_no * 5000 + i));
-            exprs.push(expr.clone());
-            tzs.push((*tz).to_owned());
-            due.push(window.first_tick_from(from));
-        }
-        sqlx::query(
-            "insert into schedules (schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
-               overlap_policy, catchup_policy, next_due_at) \
-             select id, 'load', 1, 'load', expr, tz, 'allow', 'fire_immediately', due \
-             from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) as s(id, expr, tz, due)",
-        )
-        .bind(&ids)
-        .bind(&exprs)
-        .bind(&tzs)
-        .bind(&due)
-        .execute(&db.pool)
-        .await?;
-    }
-    Ok(())
-}
-
-fn background_specs(n: usize) -> Vec<(String, &'static str)> {
+fn background_specs(n: usize, overlap: OverlapPolicy) -> Vec<ScheduleDef> {
     (0..n)
         .map(|i| {
-            let tz = TIMEZONES[i % TIMEZONES.len()];
             let expr = match i % 10 {
                 0 => format!("{} * * * *", i % 60),
                 1..=4 => format!("{} {} * * *", i % 60, (i / 60) % 24),
                 _ => format!("{} {} * * {}", i % 60, (i / 60) % 24, i % 7),
             };
-            (expr, tz)
+            ScheduleDef {
+                id: format!("bg-{i}"),
+                cron_expr: expr,
+                timezone: TIMEZONES[i % TIMEZONES.len()].into(),
+                overlap: Some(overlap),
+                catchup: Some(CatchupPolicy::FireImmediately),
+            }
         })
         .collect()
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
-    let dir = super::workdir("cron-scheduler-load-")?;
-    let bin = args.bin.clone().unwrap_or_else(super::sibling_binary);
-    let db = LabDb::start(dir.path(), true).await?;
-    let http = reqwest::Client::new();
-    sqlx::query("insert into workflow_versions (workflow_id, version, dag) values ('load', 1, '{\"tasks\": []}')")
-        .execute(&db.pool)
-        .await?;
-
-    let mock = MockExecutor::new(Behaviour::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let executor = format!("http://{}/", listener.local_addr()?);
-    let mock_token = CancellationToken::new();
-    mock.clone().spawn(listener, mock_token.clone());
-
-    let now: DateTime<Utc> = sqlx::query_scalar("select now()")
-        .fetch_one(&db.pool)
-        .await?;
+    let mut fleet = Fleet::prepare("cron-scheduler-load-").await?;
+    let pool = fleet.db.pool.clone();
+    let now = ledger::db_now(&pool).await?;
     let registering = Instant::now();
-    register(&db, "bg", &background_specs(args.background), now).await?;
+    register::by_sql(&pool, &background_specs(args.background, args.overlap), now).await?;
     let (firing, burst_at) = match args.mode {
         Mode::Steady => {
-            let specs: Vec<(String, &str)> = (0..args.rate)
-                .map(|i| ("* * * * * *".to_owned(), TIMEZONES[i % TIMEZONES.len()]))
+            let specs: Vec<ScheduleDef> = (0..args.rate)
+                .map(|i| ScheduleDef {
+                    id: format!("sec-{i}"),
+                    cron_expr: "* * * * * *".into(),
+                    timezone: TIMEZONES[i % TIMEZONES.len()].into(),
+                    overlap: Some(args.overlap),
+                    catchup: Some(CatchupPolicy::FireImmediately),
+                })
                 .collect();
-            register(&db, "sec", &specs, now + TimeDelta::seconds(3)).await?;
+            register::by_sql(&pool, &specs, now + TimeDelta::seconds(3)).await?;
             (args.rate, None)
         }
         Mode::Burst => {
             // One tick for all of them, in the same second, ~25 s from now.
             let at = now + TimeDelta::seconds(25);
             let expr = at.format("%-S %-M %-H %-d %-m *").to_string();
-            let specs: Vec<(String, &str)> =
-                (0..args.burst).map(|_| (expr.clone(), "UTC")).collect();
-            register(&db, "burst", &specs, now).await?;
-            (args.burst, Some(at.with_nanosecond_floor()))
+            let specs = ScheduleDef::many(
+                "burst",
+                args.burst,
+                &expr,
+                Some(args.overlap),
+                Some(CatchupPolicy::FireImmediately),
+            );
+            register::by_sql(&pool, &specs, now).await?;
+            (args.burst, Some(floor_second(at)))
         }
     };
     let registered = args.background + firing;
@@ -191,40 +176,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
         registering.elapsed()
     );
 
-    let mut extra: Vec<(&str, String)> = vec![
-        ("SCHEDULER_DEFAULT_OVERLAP_POLICY", "allow".into()),
-        ("SCHEDULER_RUN_TIMEOUT_MS", "86400000".into()),
-        ("RUST_LOG", "warn".into()),
-    ];
-    let parsed: Vec<(String, String)> = args
-        .env
-        .iter()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect();
-    for (k, v) in &parsed {
-        extra.push((k.as_str(), v.clone()));
-    }
-    let env = replica_env(&db.url, &executor, &extra);
-    let mut fleet = Vec::new();
-    for i in 0..args.replicas {
-        fleet.push(Replica::spawn(
-            &bin,
-            &format!("load{i}"),
-            env.clone(),
-            dir.path(),
-        )?);
-    }
-    for r in &fleet {
-        r.wait_ready(&http, Duration::from_secs(60)).await?;
-    }
+    fleet
+        .spawn_replicas(&args.fleet, &[("RUST_LOG", "warn".into())])
+        .await?;
+    fleet.complete_after(args.completion_ms)?;
+    let mock = fleet.executor.mock.clone();
 
     // Warm up, then measure.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let t0 = Utc::now();
-    let cpu0: Vec<u64> = fleet.iter().map(|r| r.cpu_ticks().unwrap_or(0)).collect();
+    let cpu0: Vec<u64> = fleet
+        .replicas
+        .iter()
+        .map(|r| r.cpu_ticks().unwrap_or(0))
+        .collect();
+    let split0 = fleet.cpu();
     let wall0 = Instant::now();
     let mut rss_max_kib = 0u64;
     let measure_for = match (args.mode, burst_at) {
@@ -237,7 +203,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
     let mut burst_done: Option<f64> = None;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        rss_max_kib = rss_max_kib.max(fleet.iter().filter_map(Replica::rss_kib).max().unwrap_or(0));
+        rss_max_kib = rss_max_kib.max(fleet.replica_rss_max_kib());
         if let (Some(at), None) = (burst_at, burst_done) {
             if mock.stats().accepted as usize >= args.burst {
                 burst_done = Some((Utc::now() - at).num_milliseconds() as f64 / 1000.0);
@@ -246,47 +212,56 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
         }
     }
     let elapsed = wall0.elapsed().as_secs_f64();
+    let split1 = fleet.cpu();
     let cpu: Vec<f64> = fleet
+        .replicas
         .iter()
         .zip(&cpu0)
         .map(|(r, c0)| (r.cpu_ticks().unwrap_or(*c0) - c0) as f64 / CLK_TCK / elapsed * 100.0)
         .collect();
     let t1 = Utc::now();
     let db_size: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
-        .fetch_one(&db.pool)
+        .fetch_one(&pool)
         .await?;
-    for r in &mut fleet {
-        r.terminate(Duration::from_secs(10));
-    }
-    mock_token.cancel();
+    fleet.stop();
 
     // Deliveries in the window: lag = receive time − scheduled_for.
-    let received: Vec<_> = mock
-        .received()
-        .into_iter()
-        .filter(|r| r.status == 202 && r.received_at >= t0 && r.received_at <= t1)
-        .collect();
-    let mut lags: Vec<f64> = received
-        .iter()
-        .filter_map(|r| {
-            r.scheduled_for
-                .map(|s| (r.received_at - s).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-        })
-        .collect();
-    lags.sort_by(f64::total_cmp);
-    let mut per_second: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
-    for r in &received {
-        *per_second.entry(r.received_at.timestamp()).or_default() += 1;
-    }
+    let in_window = |r: &crate::mock_executor::Received| r.received_at >= t0 && r.received_at <= t1;
+    let delivered = deliveries::summarize(&mock, in_window);
+    let per_second: BTreeMap<i64, usize> = mock.inspect_received(|all| {
+        let mut m = BTreeMap::new();
+        for r in all.iter().filter(|r| r.status == 202 && in_window(r)) {
+            *m.entry(r.received_at.timestamp()).or_default() += 1;
+        }
+        m
+    });
     // Whole seconds strictly inside the window.
-    let inner: Vec<usize> = per_second
+    let worst_second = per_second
         .iter()
         .filter(|(s, _)| **s > t0.timestamp() && **s < t1.timestamp())
         .map(|(_, n)| *n)
-        .collect();
+        .min()
+        .unwrap_or(0);
+    let window = Scope {
+        prefix: None,
+        from: Some(t0),
+        until: Some(t1),
+    };
+    let window_rows = ledger::status_counts(&pool, window).await?;
+    let stats = mock.stats();
+    let Lag {
+        min_ms,
+        p50_ms,
+        p95_ms,
+        p99_ms,
+        max_ms,
+        ..
+    } = delivered.lag;
     let report = LoadReport {
         mode: args.mode,
-        replicas: args.replicas,
+        replicas: args.fleet.replicas,
+        overlap: args.overlap,
+        completion_ms: args.completion_ms,
         registered_schedules: registered,
         target_fires_per_s: if args.mode == Mode::Steady {
             args.rate
@@ -294,227 +269,96 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
             0
         },
         measured_s: elapsed,
-        delivered: received.len(),
-        fires_per_s: received.len() as f64 / elapsed,
-        fires_per_s_min_1s: inner.iter().copied().min().unwrap_or(0) as f64,
-        lag_min_ms: lags.first().copied().unwrap_or(f64::NAN),
-        lag_p50_ms: quantile(&lags, 0.5),
-        lag_p95_ms: quantile(&lags, 0.95),
-        lag_p99_ms: quantile(&lags, 0.99),
-        lag_max_ms: lags.last().copied().unwrap_or(f64::NAN),
+        delivered: delivered.accepted,
+        fires_per_s: delivered.accepted as f64 / elapsed,
+        fires_per_s_min_1s: worst_second as f64,
+        lag_min_ms: min_ms,
+        lag_p50_ms: p50_ms,
+        lag_p95_ms: p95_ms,
+        lag_p99_ms: p99_ms,
+        lag_max_ms: max_ms,
         burst_delivered_in_s: burst_done,
         replica_rss_max_mib: rss_max_kib as f64 / 1024.0,
         replica_cpu_percent: cpu,
+        cpu: CpuSplit::between(split0, split1, delivered.accepted as u64),
+        missed_rows: window_rows.get("missed"),
+        skipped_rows: window_rows.get("skipped"),
+        window_rows,
+        duplicate_rows: ledger::duplicate_rows(&pool, Scope::default()).await?,
         db_size_mib: db_size as f64 / (1024.0 * 1024.0),
-        duplicate_deliveries: mock.stats().duplicate_deliveries,
+        duplicate_deliveries: stats.duplicate_deliveries,
+        completions_sent: stats.callbacks_sent,
+        completions_failed: stats.callbacks_failed,
     };
     print_report(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-    }
+    report::write_json(args.json.as_deref(), &report)?;
     Ok(report)
 }
 
-trait FloorSecond {
-    fn with_nanosecond_floor(self) -> Self;
-}
-
-impl FloorSecond for DateTime<Utc> {
-    fn with_nanosecond_floor(self) -> Self {
-        DateTime::from_timestamp(self.timestamp(), 0).unwrap_or(self)
-    }
+fn floor_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
 fn print_report(r: &LoadReport) {
-    let rows: Vec<(&str, String)> = vec![
-        ("mode", format!("{:?}", r.mode)),
-        ("replicas", r.replicas.to_string()),
-        ("registered schedules", r.registered_schedules.to_string()),
-        ("target fires/s", r.target_fires_per_s.to_string()),
-        ("measured (s)", format!("{:.1}", r.measured_s)),
-        ("delivered", r.delivered.to_string()),
-        ("fires/s sustained", format!("{:.0}", r.fires_per_s)),
+    let f = |v: f64| format!("{v:.1}");
+    let mut rows: Vec<(String, String)> = vec![
+        ("mode".into(), format!("{:?}", r.mode)),
+        ("replicas".into(), r.replicas.to_string()),
+        ("overlap policy".into(), r.overlap.to_string()),
         (
-            "fires/s worst second",
+            "completion after (ms)".into(),
+            if r.completion_ms == 0 {
+                "never".into()
+            } else {
+                r.completion_ms.to_string()
+            },
+        ),
+        (
+            "registered schedules".into(),
+            r.registered_schedules.to_string(),
+        ),
+        ("target fires/s".into(), r.target_fires_per_s.to_string()),
+        ("measured (s)".into(), f(r.measured_s)),
+        ("delivered".into(), r.delivered.to_string()),
+        ("fires/s sustained".into(), format!("{:.0}", r.fires_per_s)),
+        (
+            "fires/s worst second".into(),
             format!("{:.0}", r.fires_per_s_min_1s),
         ),
-        ("lag min (ms)", format!("{:.1}", r.lag_min_ms)),
-        ("lag p50 (ms)", format!("{:.1}", r.lag_p50_ms)),
-        ("lag p95 (ms)", format!("{:.1}", r.lag_p95_ms)),
-        ("lag p99 (ms)", format!("{:.1}", r.lag_p99_ms)),
-        ("lag max (ms)", format!("{:.1}", r.lag_max_ms)),
+        ("lag min (ms)".into(), f(r.lag_min_ms)),
+        ("lag p50 (ms)".into(), f(r.lag_p50_ms)),
+        ("lag p95 (ms)".into(), f(r.lag_p95_ms)),
+        ("lag p99 (ms)".into(), f(r.lag_p99_ms)),
+        ("lag max (ms)".into(), f(r.lag_max_ms)),
         (
-            "burst delivered in (s)",
-            r.burst_delivered_in_s
-                .map_or("-".into(), |s| format!("{s:.1}")),
+            "burst delivered in (s)".into(),
+            report::secs(r.burst_delivered_in_s),
         ),
+        ("replica RSS max (MiB)".into(), f(r.replica_rss_max_mib)),
         (
-            "replica RSS max (MiB)",
-            format!("{:.1}", r.replica_rss_max_mib),
-        ),
-        (
-            "replica CPU (%)",
+            "replica CPU (%)".into(),
             r.replica_cpu_percent
                 .iter()
                 .map(|c| format!("{c:.0}"))
                 .collect::<Vec<_>>()
                 .join(" / "),
         ),
-        ("database size (MiB)", format!("{:.1}", r.db_size_mib)),
-        ("duplicate deliveries", r.duplicate_deliveries.to_string()),
     ];
-    println!();
-    for (k, v) in rows {
-        println!("{k:<24} {v}");
-    }
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct SweepArgs {
-    /// Fire rates to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000")]
-    pub rates: Vec<usize>,
-    /// Replica processes.
-    #[arg(long, default_value_t = 3)]
-    pub replicas: usize,
-    /// Seconds of measurement per rate.
-    #[arg(long, default_value_t = 20)]
-    pub duration: u64,
-    /// The `cron-scheduler` binary (default: next to this one).
-    #[arg(long)]
-    pub bin: Option<PathBuf>,
-    /// Where to write the SVG plot of lag percentiles against fires/s.
-    #[arg(long, default_value = "docs/lag-vs-rate.svg")]
-    pub svg: PathBuf,
-    /// Write every rate's report as a JSON array here too.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
-
-/// Runs the steady load at each rate and plots p50/p95/p99 fire lag against fires/s.
-pub async fn sweep(args: SweepArgs) -> anyhow::Result<Vec<LoadReport>> {
-    let mut reports = Vec::new();
-    for rate in &args.rates {
-        println!("\nsweep: {rate} fires/s");
-        reports.push(
-            run(LoadArgs {
-                mode: Mode::Steady,
-                replicas: args.replicas,
-                rate: *rate,
-                burst: 0,
-                background: 1000,
-                duration: args.duration,
-                bin: args.bin.clone(),
-                json: None,
-                env: Vec::new(),
-            })
-            .await?,
-        );
-    }
-    std::fs::write(&args.svg, svg_plot(&reports))?;
-    println!("\nsweep: plot written to {}", args.svg.display());
-    println!(
-        "{:>10} {:>12} {:>10} {:>10} {:>10}",
-        "target/s", "delivered/s", "p50 ms", "p95 ms", "p99 ms"
-    );
-    for r in &reports {
-        println!(
-            "{:>10} {:>12.0} {:>10.1} {:>10.1} {:>10.1}",
-            r.target_fires_per_s, r.fires_per_s, r.lag_p50_ms, r.lag_p95_ms, r.lag_p99_ms
-        );
-    }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
-    }
-    Ok(reports)
-}
-
-/// A plain SVG line chart: x = delivered fires/s, y = lag (ms, log scale).
-fn svg_plot(reports: &[LoadReport]) -> String {
-    let (w, h, left, bottom, top, right) = (720.0, 420.0, 70.0, 50.0, 40.0, 140.0);
-    let max_x = reports.iter().map(|r| r.fires_per_s).fold(1.0, f64::max) * 1.1;
-    let lags: Vec<f64> = reports
-        .iter()
-        .flat_map(|r| [r.lag_p50_ms, r.lag_p95_ms, r.lag_p99_ms])
-        .filter(|v| v.is_finite())
-        .collect();
-    let (min_y, max_y) = (
-        lags.iter()
-            .copied()
-            .fold(f64::MAX, f64::min)
-            .max(0.1)
-            .log10()
-            .floor(),
-        lags.iter()
-            .copied()
-            .fold(0.1, f64::max)
-            .log10()
-            .ceil()
-            .max(1.0),
-    );
-    let x = |v: f64| left + v / max_x * (w - left - right);
-    let y = |v: f64| {
-        h - bottom - (v.max(0.1).log10() - min_y) / (max_y - min_y).max(1e-9) * (h - top - bottom)
-    };
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"22\" font-size=\"15\">cron-scheduler: fire lag (Executor receive − scheduled_for) vs fires/s</text>\n",
-        left
-    );
-    svg.push_str(&format!(
-        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - bottom, w - right, h - bottom, h - bottom
-    ));
-    let mut decade = min_y;
-    while decade <= max_y {
-        let v = 10f64.powf(decade);
-        svg.push_str(&format!(
-            "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#ddd\"/><text x=\"{2}\" y=\"{3}\" text-anchor=\"end\">{v} ms</text>\n",
-            y(v), w - right, left - 6.0, y(v) + 4.0
-        ));
-        decade += 1.0;
-    }
-    for r in reports {
-        svg.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.0}</text>\n",
-            x(r.fires_per_s),
-            h - bottom + 18.0,
-            r.fires_per_s
-        ));
-    }
-    svg.push_str(&format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">fires per second (delivered)</text>\n",
-        (left + w - right) / 2.0,
-        h - 10.0
-    ));
-    for (i, (name, color)) in [("p50", "#1f77b4"), ("p95", "#ff7f0e"), ("p99", "#d62728")]
-        .iter()
-        .enumerate()
-    {
-        let pts: Vec<String> = reports
-            .iter()
-            .map(|r| {
-                let v = [r.lag_p50_ms, r.lag_p95_ms, r.lag_p99_ms][i];
-                format!("{:.1},{:.1}", x(r.fires_per_s), y(v))
-            })
-            .collect();
-        svg.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
-            pts.join(" ")
-        ));
-        for p in &pts {
-            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-            svg.push_str(&format!(
-                "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>\n"
-            ));
-        }
-        let ly = top + 20.0 + i as f64 * 18.0;
-        svg.push_str(&format!(
-            "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{2}\" y=\"{3}\">{name}</text>\n",
-            w - right + 15.0, w - right + 40.0, w - right + 46.0, ly + 4.0
-        ));
-    }
-    svg.push_str("</svg>\n");
-    svg
+    rows.extend(r.cpu.rows());
+    rows.extend([
+        ("rows due in window".into(), r.window_rows.cell()),
+        ("missed rows".into(), r.missed_rows.to_string()),
+        ("skipped rows".into(), r.skipped_rows.to_string()),
+        ("duplicate rows".into(), r.duplicate_rows.to_string()),
+        ("database size (MiB)".into(), f(r.db_size_mib)),
+        (
+            "duplicate deliveries".into(),
+            r.duplicate_deliveries.to_string(),
+        ),
+        (
+            "completions sent / failed".into(),
+            format!("{} / {}", r.completions_sent, r.completions_failed),
+        ),
+    ]);
+    report::print_pairs("load", &rows);
 }

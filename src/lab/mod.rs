@@ -1,12 +1,36 @@
-//! The lab: failover drills and load runs against real processes (`cron-scheduler-lab`).
+//! The lab: failover drills, load runs and scenario measurements against real processes
+//! (`cron-scheduler-lab`).
 //!
-//! Pieces shared by [`drill`] and [`load`]: replica processes of the `cron-scheduler`
-//! binary, a PostgreSQL cluster of the lab's own, the in-process mock Executor, process
-//! sampling (RSS, CPU from `/proc`) and percentiles.
+//! Scenarios, one file each: [`drill`] (faults), [`load`] (steady load, burst), [`sweep`]
+//! (load at several rates, two configurations, SVG plot),
+//! [`cohort`] (many schedules due in the same second), [`outage`] (catch-up after the
+//! fleet was down), [`executor_outage`] (the Executor down under load), [`history`] (hot
+//! paths against a large run history), [`retention`] (does `runs` stop growing).
+//!
+//! Shared pieces: here, replica processes of the `cron-scheduler` binary and a PostgreSQL
+//! cluster of the lab's own; [`fleet`] (database + mock Executor + replicas), [`args`]
+//! (command-line pieces), [`register`] (schedules through the API or in bulk by SQL),
+//! [`ledger`] (what the `runs` table says), [`deliveries`] (what the Executor saw),
+//! [`leadership`] (leader changes during a run), [`cpu`] (CPU split by process),
+//! [`report`] (tables, JSON, lag percentiles).
 
+pub mod args;
+pub mod cohort;
+pub mod cpu;
+pub mod deliveries;
 pub mod drill;
+pub mod executor_outage;
+pub mod fleet;
+pub mod history;
+pub mod leadership;
+pub mod ledger;
 pub mod load;
+pub mod outage;
 pub mod proxy;
+pub mod register;
+pub mod report;
+pub mod retention;
+pub mod sweep;
 
 use std::{
     collections::HashMap,
@@ -89,6 +113,11 @@ impl LabDb {
 
     pub fn port(&self) -> u16 {
         self.opts.port.unwrap_or_default()
+    }
+
+    /// The cluster's postmaster process, while it runs.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        cpu::postmaster_pid(&self.pg.as_ref()?.dir().join("pgdata"))
     }
 
     /// Crashes PostgreSQL (immediate stop) and starts it again on the same port.
@@ -267,12 +296,7 @@ impl Replica {
 
     /// User + system CPU time so far, in clock ticks.
     pub fn cpu_ticks(&self) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
-        let after = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some(utime + stime)
+        cpu::process_ticks(self.pid()?)
     }
 }
 
@@ -282,8 +306,7 @@ impl Drop for Replica {
     }
 }
 
-/// Clock ticks per second for `/proc/*/stat` (100 on Linux).
-pub const CLK_TCK: f64 = 100.0;
+pub use cpu::CLK_TCK;
 
 /// The `q` quantile (0..=1) of sorted values.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -305,7 +328,9 @@ pub async fn leader(pool: &PgPool) -> Option<(Option<String>, i64)> {
     .flatten()
 }
 
-/// Environment every lab replica gets, plus `extra`.
+/// Environment every lab replica gets, plus `extra`. API rate limiting is off: the lab's
+/// load generator and the mock Executor's completion reports are one client each, and
+/// the limit is per client (see docs/PERFORMANCE.md).
 pub fn replica_env(
     db_url: &str,
     executor: &str,
@@ -316,6 +341,7 @@ pub fn replica_env(
         ("SCHEDULER_EXECUTOR_URL", executor.to_owned()),
         ("SCHEDULER_AUTH", "off".to_owned()),
         ("SCHEDULER_WORKER_AUTOSTART", "true".to_owned()),
+        ("SCHEDULER_RATE_LIMIT_PER_SEC", "0".to_owned()),
         ("RUST_LOG", "warn,cron_scheduler=info".to_owned()),
     ]
     .into_iter()

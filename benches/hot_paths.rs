@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use cron_scheduler::{
     db::{

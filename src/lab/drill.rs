@@ -150,7 +150,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
                     "fire_immediately".into(),
                 ),
                 ("SCHEDULER_DEFAULT_OVERLAP_POLICY", "allow".into()),
-                ("SCHEDULER_LAUNCH_MAX_ATTEMPTS", "100".into()),
+                ("SCHEDULER_LAUNCH_BACKOFF_MAX_MS", "1000".into()),
                 ("SCHEDULER_LAUNCH_BACKOFF_MS", "200".into()),
                 ("SCHEDULER_EXECUTOR_TIMEOUT_MS", "2000".into()),
                 ("SCHEDULER_DB_ACQUIRE_TIMEOUT_MS", "2000".into()),

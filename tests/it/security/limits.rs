@@ -88,6 +88,46 @@ async fn a_burst_over_the_rate_limit_gets_429_while_others_are_served() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn the_executors_completion_reports_are_not_rate_limited() {
+    // One report per run: at 1,000 fires/s the Executor reports 1,000 times a second.
+    let app = TestApp::spawn_with(|c| {
+        secured(c);
+        c.rate_limit_per_sec = 1;
+        c.rate_limit_burst = 2;
+    })
+    .await;
+    let mut runs = Vec::new();
+    for _ in 0..30 {
+        runs.push(insert_run(&app.pool, None, "alice", "running").await);
+    }
+    for run in &runs {
+        let answer = call(
+            &app,
+            Some(EXECUTOR),
+            Method::POST,
+            &format!("/runs/{run}/complete"),
+            Some(json!({"status": "succeeded"})),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    // A user at the same pace is limited.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            call(&app, Some(ALICE), Method::GET, "/schedules", None)
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    app.stop().await;
+}
+
 /// Reads until the server closes the connection; how long after `started` that was.
 async fn time_until_closed(
     mut stream: tokio::io::ReadHalf<tokio::net::TcpStream>,

@@ -189,6 +189,7 @@ fn database_paths(c: &mut Criterion) {
         batch_target: Duration::from_millis(250),
         statement_timeout: Duration::from_secs(10),
         max_queued: 100,
+        notify_within: Duration::from_secs(2),
     };
     let mut group = c.benchmark_group("database");
     group.sample_size(20);
@@ -257,7 +258,7 @@ fn database_paths(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let started = std::time::Instant::now();
-                    let claimed = claim(&pool, &launch, 256).await.unwrap();
+                    let claimed = claim(&pool, &launch, 256, true).await.unwrap();
                     total += started.elapsed();
                     assert_eq!(claimed.runs.len(), 256);
                     sqlx::query("update runs set status = 'pending' where status = 'launching'")

@@ -22,5 +22,27 @@ alter table schedules add column missed_uncounted_exact boolean not null default
 -- schedule's pending runs for a cheap way to find them.
 alter table runs add column retry_at timestamptz;
 drop index runs_due_idx;
-create index runs_due_idx on runs ((coalesce(retry_at, fire_at)))
+-- The tick is the second key: the dispatchers take runs due at the same instant in tick
+-- order straight from the index (a cohort of 100,000 due at one second is not sorted
+-- again for every batch claimed from it).
+create index runs_due_idx on runs ((coalesce(retry_at, fire_at)), scheduled_for)
     where status = 'pending' and coalesce(retry_at, fire_at) is not null;
+
+-- The same for the leases of launching runs and the deadlines of running ones: these
+-- partial indexes serve only queries that compare the lease or the deadline (reclaim,
+-- expiry, the next wake-up). The launcher's batched updates name their runs by id and
+-- test the status; while a burst moves 100,000 runs through `launching` in seconds, the
+-- statistics lag, and a planner that believed few runs were launching would otherwise
+-- walk this index for every run of the batch instead of looking each up by its key.
+drop index runs_lease_idx;
+create index runs_lease_idx on runs (lease_until)
+    where status = 'launching' and lease_until is not null;
+drop index runs_deadline_idx;
+create index runs_deadline_idx on runs (deadline_at)
+    where status = 'running' and deadline_at is not null;
+
+-- Idempotency keys are chosen by clients only for manual launches; every other run's key
+-- is its own id (or, for a revived tick, a fresh UUID). Only manual launches need the
+-- uniqueness check, and every run write paid for it.
+alter table runs drop constraint runs_idempotency_key_key;
+create unique index runs_manual_key_idx on runs (idempotency_key) where trigger = 'manual';

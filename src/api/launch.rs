@@ -135,7 +135,7 @@ pub async fn manual_launch(
         "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
            workflow_id, version, user_id, idempotency_key, created_by) \
          values ($1, null, coalesce($2, now()), now(), 'pending', 'manual', $3, $4, $5, $6, $7) \
-         on conflict (idempotency_key) do nothing returning run_id",
+         on conflict (idempotency_key) where trigger = 'manual' do nothing returning run_id",
     )
     .bind(run_id)
     .bind(scheduled_for)
@@ -150,10 +150,12 @@ pub async fn manual_launch(
         notify_runs(&state.pool).await;
         return Ok((StatusCode::CREATED, Json(fetch_run(&state.pool, id).await?)));
     }
-    let existing: Uuid = sqlx::query_scalar("select run_id from runs where idempotency_key = $1")
-        .bind(&key)
-        .fetch_one(&state.pool)
-        .await?;
+    let existing: Uuid = sqlx::query_scalar(
+        "select run_id from runs where idempotency_key = $1 and trigger = 'manual'",
+    )
+    .bind(&key)
+    .fetch_one(&state.pool)
+    .await?;
     let run = fetch_run(&state.pool, existing).await?;
     if run.workflow_id != workflow_id || run.version != version || run.user_id != user_id {
         return Err(ApiError::Conflict(

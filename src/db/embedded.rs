@@ -122,6 +122,10 @@ impl EmbeddedPostgres {
             if opts.ephemeral {
                 server_opts
                     .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+                if let Ok(extra) = std::env::var("PROFILE_PG_OPTS") {
+                    server_opts.push(' ');
+                    server_opts.push_str(&extra);
+                }
             }
             let started = pg.pg_ctl(&[
                 "start",

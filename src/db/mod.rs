@@ -15,6 +15,42 @@ use sqlx::{
 /// The schema, compiled into the binary. Migrations are never edited once released.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How a batch transaction of the hot path is planned, set for that transaction alone.
+///
+/// The hot path's statements touch rows by key (`... from unnest($1::uuid[]) ... where
+/// r.run_id = u.run_id`) or walk a queue index in order (`order by due limit n`). Both stay
+/// cheap only with nested-loop index lookups and ordered index walks; but the tables churn
+/// faster than their statistics (a burst of 100,000 runs goes through `launching` in
+/// seconds), and with stale estimates the planner may choose to hash a sequential scan of
+/// the whole table for a batch of 2,000 keys, or to fetch and sort a whole cohort for one
+/// batch. These settings leave it only the plans that cost what the batch touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchPlan {
+    /// Key lookups: no hash or merge joins.
+    KeyLookups,
+    /// Key lookups and ordered queue walks: no hash or merge joins, no sorts, no bitmap
+    /// scans.
+    QueueWalk,
+}
+
+/// Applies `plan` to the current transaction (`set_config(..., is_local => true)`).
+pub async fn plan_batch(conn: &mut sqlx::PgConnection, plan: BatchPlan) -> Result<(), sqlx::Error> {
+    let queue = if plan == BatchPlan::QueueWalk {
+        "off"
+    } else {
+        "on"
+    };
+    sqlx::query(
+        "select set_config('enable_hashjoin', 'off', true), \
+           set_config('enable_mergejoin', 'off', true), \
+           set_config('enable_sort', $1, true), set_config('enable_bitmapscan', $1, true)",
+    )
+    .bind(queue)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Pool settings that matter for behaviour, not just speed.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {

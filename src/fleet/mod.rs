@@ -48,6 +48,8 @@ pub fn election_settings(config: &Config) -> ElectionSettings {
             batch_target: TICK_BATCH_TARGET,
             statement_timeout: config.leader_lease,
             max_queued: config.max_queued,
+            // The dispatchers' arm window, and their idle poll on top.
+            notify_within: config.arm_window + Duration::from_secs(1),
         },
     }
 }

@@ -49,6 +49,7 @@ use tracing::Instrument;
 
 use super::ticks::{CatchupLimits, Lead, PlannedRun, plan};
 use crate::{
+    db::{self, BatchPlan},
     runs::{RunStatus, RunTrigger},
     schedules::{CatchupPolicy, CronSpec, Window},
     telemetry::Metrics,
@@ -78,6 +79,9 @@ pub struct TickSettings {
     /// Pending runs a `queue` schedule may have; later ticks are written `skipped`
     /// (reason `queue_full`).
     pub max_queued: u32,
+    /// A batch that writes a run due within this wakes the dispatchers (NOTIFY); runs due
+    /// later are found by the dispatchers' own timers.
+    pub notify_within: Duration,
 }
 
 impl TickSettings {
@@ -163,12 +167,14 @@ impl Ticker {
         let started = Instant::now();
         let lookahead = TimeDelta::from_std(self.settings.lookahead)?;
         let mut tx = conn.begin().await?;
-        sqlx::query(&format!(
-            "set local statement_timeout = {}",
-            self.settings.statement_timeout.as_millis()
-        ))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("select set_config('statement_timeout', $1, true)")
+            .bind(self.settings.statement_timeout.as_millis().to_string())
+            .execute(&mut *tx)
+            .await?;
+        // Claims walk the due and claim-time indexes in order and stop at the batch size,
+        // and the writes look schedules up by key, whatever stale statistics suggest (a
+        // cohort written since the last analyze).
+        db::plan_batch(&mut tx, BatchPlan::QueueWalk).await?;
         let fence: Option<(bool, DateTime<Utc>)> = sqlx::query_as(
             "update fleet_state set last_tick_at = now() \
              where cluster_name = $1 and leader_epoch = $2 \
@@ -253,6 +259,7 @@ impl Ticker {
             .into_iter()
             .collect()
         };
+        let notify_within = TimeDelta::from_std(self.settings.notify_within)?;
         let settings = self.settings.clone();
         let planned =
             tokio::task::spawn_blocking(move || plan_batch(&due, &queued, now, &settings))
@@ -285,8 +292,10 @@ impl Ticker {
             .execute(&mut *tx)
             .await?;
         }
-        if outcome.runs_written > 0 {
-            // Dispatchers on every replica wake for the new runs.
+        if planned.urgent(now + notify_within) {
+            // Dispatchers on every replica wake for runs due soon (catch-up runs, a schedule
+            // created a moment before its tick). Ticks written ahead need no wake-up: the
+            // dispatchers look for runs entering their arm window on their own.
             sqlx::query("select pg_notify($1, '')")
                 .bind(crate::launcher::RUNS_CHANNEL)
                 .execute(&mut *tx)
@@ -380,6 +389,17 @@ struct PlannedBatch {
     schedules: ScheduleColumns,
     broken: Vec<String>,
     counts: PlanCounts,
+}
+
+impl PlannedBatch {
+    /// Whether a pending run is due by `by`.
+    fn urgent(&self, by: DateTime<Utc>) -> bool {
+        self.runs
+            .fire_at
+            .iter()
+            .zip(&self.runs.status)
+            .any(|(fire, status)| *status == RunStatus::Pending.as_str() && *fire <= by)
+    }
 }
 
 /// Plans the claimed schedules in order until the batch's row cap or half its target time

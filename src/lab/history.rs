@@ -111,7 +111,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
 
 /// The one place the lab calls the dispatcher's claim (its signature may change).
 async fn claim_due(fleet: &Fleet, settings: &LaunchSettings) -> anyhow::Result<usize> {
-    Ok(launcher::claim(&fleet.db.pool, settings, CLAIM_BATCH)
+    Ok(launcher::claim(&fleet.db.pool, settings, CLAIM_BATCH, true)
         .await?
         .runs
         .len())

@@ -18,6 +18,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::db::{self, BatchPlan};
+
 use super::{
     LaunchSettings,
     overlap::{Candidate, decide},
@@ -76,13 +78,20 @@ pub struct ClaimResult {
     pub exhausted: u64,
 }
 
-/// One claim transaction (see the module docs). `limit` bounds the runs returned.
+/// One claim transaction (see the module docs). `limit` bounds the runs returned;
+/// `reclaim`: also look for launching runs whose lease ran out (leases run out only when a
+/// replica dies or freezes, so the dispatcher looks once a second, not at every claim).
 pub async fn claim(
     pool: &PgPool,
     settings: &LaunchSettings,
     limit: i64,
+    reclaim: bool,
 ) -> Result<ClaimResult, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // The claim walks the due index in order and stops at `limit`: right after a cohort of
+    // 100,000 was written the statistics still say a few runs are due, and the planner
+    // would otherwise fetch and sort the whole cohort for every batch.
+    db::plan_batch(&mut tx, BatchPlan::QueueWalk).await?;
     let (enabled, db_now): (Option<bool>, DateTime<Utc>) = sqlx::query_as(
         "select (select worker_enabled from fleet_state where cluster_name = $1), now()",
     )
@@ -104,11 +113,15 @@ pub async fn claim(
     let retry_for_s = settings.retry_for.as_secs_f64();
 
     // Reclaims: they already hold their exclusive slot, if any.
-    let expired: Vec<(Uuid, bool)> = sqlx::query_as(EXPIRED)
-        .bind(limit)
-        .bind(retry_for_s)
-        .fetch_all(&mut *tx)
-        .await?;
+    let expired: Vec<(Uuid, bool)> = if reclaim {
+        sqlx::query_as(EXPIRED)
+            .bind(limit)
+            .bind(retry_for_s)
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        Vec::new()
+    };
     let (exhausted, again): (Vec<_>, Vec<_>) = expired.into_iter().partition(|(_, over)| *over);
     if !exhausted.is_empty() {
         let ids: Vec<Uuid> = exhausted.iter().map(|(id, _)| *id).collect();

@@ -36,11 +36,17 @@ use super::{
     claim::{Claimed, claim},
     dags::DagCache,
     executor::ExecutorClient,
-    maintenance::{anything_due, expire_runs, until_next},
+    maintenance::{expire_runs, until_next},
     record::{self, Recorded},
     send::launch_one,
 };
-use crate::telemetry::Metrics;
+use crate::{
+    db::{self, BatchPlan},
+    telemetry::Metrics,
+};
+
+/// Claims a notification may cause, at most one per this interval (per replica).
+const MIN_CLAIM_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Taken off every lease read from the database before trusting it locally (the time
 /// between the database's clock reading and ours).
@@ -132,16 +138,18 @@ impl Held {
     }
 }
 
-/// Renews the leases of held runs that would run out within a renewal margin.
-async fn renew_leases(pool: &PgPool, settings: &LaunchSettings, held: &Held) {
-    let (ids, attempts) = held.expiring(settings.executor_timeout + Duration::from_secs(3));
-    if ids.is_empty() {
-        return;
-    }
-    let started = Instant::now();
-    // (run, its new lease end, the database clock)
-    type Renewed = (Uuid, DateTime<Utc>, DateTime<Utc>);
-    let rows: Result<Vec<Renewed>, _> = sqlx::query_as(
+/// (run, its new lease end, the database clock)
+type Renewed = (Uuid, DateTime<Utc>, DateTime<Utc>);
+
+async fn renew(
+    pool: &PgPool,
+    settings: &LaunchSettings,
+    ids: &[Uuid],
+    attempts: &[i32],
+) -> Result<Vec<Renewed>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
+    let rows = sqlx::query_as(
         "update runs r set lease_until = greatest(coalesce(r.retry_at, r.fire_at), now()) \
            + make_interval(secs => $3::float8 / 1000), updated_at = now() \
          from unnest($1::uuid[], $2::int4[]) as u(run_id, attempt) \
@@ -149,12 +157,24 @@ async fn renew_leases(pool: &PgPool, settings: &LaunchSettings, held: &Held) {
            and r.launched_by = $4 \
          returning r.run_id, r.lease_until, now()",
     )
-    .bind(&ids)
-    .bind(&attempts)
+    .bind(ids)
+    .bind(attempts)
     .bind(settings.lease_ms())
     .bind(&settings.node_id)
-    .fetch_all(pool)
-    .await;
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Renews the leases of held runs that would run out within a renewal margin.
+async fn renew_leases(pool: &PgPool, settings: &LaunchSettings, held: &Held) {
+    let (ids, attempts) = held.expiring(settings.executor_timeout + Duration::from_secs(3));
+    if ids.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let rows = renew(pool, settings, &ids, &attempts).await;
     match rows {
         Ok(rows) => {
             let renewed: HashMap<Uuid, Instant> = rows
@@ -262,8 +282,10 @@ pub async fn run(
         Err(_) => None,
     };
     let mut last_expiry = Instant::now() - Duration::from_secs(10);
+    let mut last_reclaim = Instant::now() - Duration::from_secs(10);
     let mut backoff = Duration::from_millis(100);
     let mut busy = false;
+    let mut expecting = true;
     while !shutdown.is_cancelled() {
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             if let Err(e) = expire_runs(&pool, &metrics).await {
@@ -288,19 +310,20 @@ pub async fn run(
             }
             continue;
         }
-        // Idle passes are not traced: a span only when something is claimable (checked
-        // only after an idle pass; a busy dispatcher knows there is work).
-        let claim_span = if busy
-            || anything_due(&pool, settings.arm_window)
-                .await
-                .unwrap_or(false)
-        {
+        // Idle passes are not traced: a span only when work is expected (the last pass
+        // claimed something, or the wait ended for a known due time or a notification,
+        // not at the idle poll).
+        let claim_span = if busy || expecting {
             tracing::info_span!("claim_batch", node_id = %settings.node_id, runs = tracing::field::Empty)
         } else {
             tracing::Span::none()
         };
+        let reclaim = last_reclaim.elapsed() >= Duration::from_secs(1);
+        if reclaim {
+            last_reclaim = Instant::now();
+        }
         let anchor = Instant::now();
-        let claimed = match claim(&pool, &settings, room)
+        let claimed = match claim(&pool, &settings, room, reclaim)
             .instrument(claim_span.clone())
             .await
         {
@@ -372,6 +395,7 @@ pub async fn run(
         let sleep = until_next(&pool, settings.arm_window, cap)
             .await
             .unwrap_or(cap);
+        expecting = sleep < cap;
         if sleep.is_zero() {
             continue;
         }
@@ -379,7 +403,21 @@ pub async fn run(
             Some(l) => tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(sleep) => {}
-                n = l.recv() => if n.is_err() { listener = None; },
+                n = l.recv() => match n {
+                    Ok(_) => {
+                        expecting = true;
+                        // Every completion batch and tick batch of the fleet notifies: take
+                        // the ones already here together, and claim at most every
+                        // MIN_CLAIM_INTERVAL on their account.
+                        while l.next_buffered().is_some() {}
+                        let wait = MIN_CLAIM_INTERVAL.saturating_sub(anchor.elapsed());
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    Err(_) => listener = None,
+                },
             },
             None => tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -33,11 +33,6 @@ pub async fn expire_runs(pool: &PgPool, metrics: &Metrics) -> Result<u64, sqlx::
     Ok(done)
 }
 
-/// See [`anything_due`]; `$1`: the arm window in seconds.
-pub const ANYTHING_DUE: &str = "select exists (select 1 from runs where status = 'pending' \
-      and coalesce(retry_at, fire_at) <= now() + make_interval(secs => $1)) \
-    or exists (select 1 from runs where status = 'launching' and lease_until <= now())";
-
 /// See [`until_next`]; `$1`: the arm window in seconds.
 pub const UNTIL_NEXT: &str = "select extract(epoch from least( \
       (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
@@ -47,14 +42,6 @@ pub const UNTIL_NEXT: &str = "select extract(epoch from least( \
          and coalesce(retry_at, fire_at) > now()), \
       (select min(lease_until) from runs where status = 'launching' and lease_until > now()) \
     ) - now())::float8";
-
-/// Whether any run is claimable now (pending and due, or launching with its lease over).
-pub async fn anything_due(pool: &PgPool, arm_window: Duration) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(ANYTHING_DUE)
-        .bind(arm_window.as_secs_f64())
-        .fetch_one(pool)
-        .await
-}
 
 /// How long until something may be claimable: a pending run entering the arm window, a
 /// pending run's due instant (one the overlap policy left for a decision then), or a

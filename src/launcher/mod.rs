@@ -85,7 +85,7 @@ impl LaunchSettings {
         Self {
             cluster_name: config.cluster_name.clone(),
             node_id: config.node_id.clone(),
-            batch: 512,
+            batch: 2048,
             concurrency: config.launch_concurrency,
             arm_window: config.arm_window,
             lease: config.executor_timeout + Duration::from_secs(5),
@@ -94,7 +94,7 @@ impl LaunchSettings {
             backoff_min: config.launch_backoff,
             backoff_max: config.launch_backoff_max,
             run_timeout: config.run_timeout,
-            idle_poll: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(1000),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Writing launch outcomes: one statement per kind of outcome per batch, and one NOTIFY
-//! per batch (a freed slot or a new `running` run may let a queued run launch).
+//! Writing launch outcomes: one statement per kind of outcome per batch, and at most one
+//! NOTIFY per batch (when a failure freed a slot that a queued run may be waiting for).
 //!
 //! A retryable answer sends the run back to `pending`, due at `retry_at` (see
 //! [`LaunchSettings::retry_delay`]), keeping its exclusive slot: it won its launch and is
@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{LaunchSettings, RUNS_CHANNEL, executor::Outcome};
-use crate::telemetry::Metrics;
+use crate::{
+    db::{self, BatchPlan},
+    telemetry::Metrics,
+};
 
 /// The result of one attempt, as the recorder writes it.
 #[derive(Debug)]
@@ -83,6 +86,7 @@ pub async fn record(
         }
     }
     let mut tx = pool.begin().await?;
+    db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
     if !accepted.0.is_empty() {
         sqlx::query(
             "update runs r set status = 'running', launched_at = now(), lease_until = null, \
@@ -144,8 +148,9 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
     }
-    if !failed.0.is_empty() || !accepted.0.is_empty() || exhausted > 0 {
-        // A slot may be free (failed) and a new run may be launchable: wake the fleet.
+    if !failed.0.is_empty() || exhausted > 0 {
+        // A slot may be free: a queued run may launch now. (An accepted launch holds its
+        // slot; a retry is due later, when the dispatchers look anyway.)
         sqlx::query("select pg_notify($1, '')")
             .bind(RUNS_CHANNEL)
             .execute(&mut *tx)

@@ -4,7 +4,7 @@
 //! takes 1,000 reports a second. Each request hands its report to one writer task per
 //! replica and waits for the answer; the writer takes every report queued meanwhile and
 //! writes them in one transaction (one `update ... from unnest(...)`, one read back, at
-//! most one NOTIFY), so the cost per report falls as the load rises and a quiet replica
+//! most one NOTIFY, and that only when a `queue` schedule's slot was freed), so the cost per report falls as the load rises and a quiet replica
 //! still answers at once (no batching delay).
 //!
 //! A report ends a run that is `launching` or `running`, or `pending` with an attempt
@@ -19,7 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Run, RunStatus, store::COLUMNS};
-use crate::launcher::RUNS_CHANNEL;
+use crate::{
+    db::{self, BatchPlan},
+    launcher::RUNS_CHANNEL,
+};
 
 /// Reports one write takes at most.
 const MAX_BATCH: usize = 1024;
@@ -84,6 +87,18 @@ impl Completions {
     }
 }
 
+/// How long a batch under load waits for more reports.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+fn drain(rx: &mut mpsc::Receiver<Report>, batch: &mut Vec<Report>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>) {
     let mut carried: Vec<Report> = Vec::new();
     loop {
@@ -94,11 +109,12 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>) {
                 None => return,
             }
         }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut batch);
+        if batch.len() > 1 && batch.len() < MAX_BATCH {
+            // Reports are arriving together: give the rest of this wave a moment to join
+            // (a lone report is written at once).
+            tokio::time::sleep(LINGER).await;
+            drain(&mut rx, &mut batch);
         }
         // Two reports for one run in one statement would race each other: the later one
         // waits for the next batch, where it sees the first one's result.
@@ -133,45 +149,71 @@ async fn write(pool: &PgPool, batch: &[Report]) -> Result<Vec<Completed>, sqlx::
     let statuses: Vec<&str> = batch.iter().map(|r| r.status.as_str()).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
     let mut tx = pool.begin().await?;
-    let ended: Vec<Uuid> = sqlx::query_scalar(
+    db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
+    let returning = COLUMNS
+        .split(',')
+        .map(|c| format!("r.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ended: Vec<Ended> = sqlx::query_as(&format!(
         "update runs r set status = u.status, last_error = u.error, finished_at = now(), \
            launched_at = coalesce(r.launched_at, now()), exclusive_slot = false, \
            lease_until = null, retry_at = null, updated_at = now() \
          from unnest($1::uuid[], $2::text[], $3::text[]) as u(run_id, status, error) \
          where r.run_id = u.run_id \
            and (r.status in ('launching', 'running') or (r.status = 'pending' and r.attempt > 0)) \
-         returning r.run_id",
-    )
+         returning {returning}, exists (select 1 from schedules s \
+           where s.schedule_id = r.schedule_id and s.overlap_policy = 'queue') as queue"
+    ))
     .bind(&ids)
     .bind(&statuses)
     .bind(&errors)
     .fetch_all(&mut *tx)
     .await?;
-    if !ended.is_empty() {
-        // Slots are free: queued runs may launch now.
+    if ended.iter().any(|e| e.queue) {
+        // A `queue` schedule's slot is free: its next run may launch now. (Other ends
+        // wake no one: a `skip` schedule's next tick is decided at its due instant, which
+        // the dispatchers wait for anyway.)
         sqlx::query("select pg_notify($1, '')")
             .bind(RUNS_CHANNEL)
             .execute(&mut *tx)
             .await?;
     }
-    let mut runs: HashMap<Uuid, Run> = sqlx::query_as::<_, Run>(&format!(
-        "select {COLUMNS} from runs where run_id = any($1)"
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| (r.run_id, r))
-    .collect();
+    let mut runs: HashMap<Uuid, (Run, bool)> = ended
+        .into_iter()
+        .map(|e| (e.run.run_id, (e.run, true)))
+        .collect();
+    // The reports that ended nothing (repeats, conflicts, unknown runs): read them back.
+    let others: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !runs.contains_key(id))
+        .copied()
+        .collect();
+    if !others.is_empty() {
+        let rows: Vec<Run> = sqlx::query_as(&format!(
+            "select {COLUMNS} from runs where run_id = any($1)"
+        ))
+        .bind(&others)
+        .fetch_all(&mut *tx)
+        .await?;
+        runs.extend(rows.into_iter().map(|r| (r.run_id, (r, false))));
+    }
     tx.commit().await?;
-    let ended: HashSet<Uuid> = ended.into_iter().collect();
     Ok(batch
         .iter()
         .map(|report| match runs.remove(&report.run_id) {
             None => Completed::NotFound,
-            Some(run) if ended.contains(&run.run_id) => Completed::Ended(run),
-            Some(run) if run.status == report.status => Completed::Already(run),
-            Some(run) => Completed::Conflict(run),
+            Some((run, true)) => Completed::Ended(run),
+            Some((run, false)) if run.status == report.status => Completed::Already(run),
+            Some((run, false)) => Completed::Conflict(run),
         })
         .collect())
+}
+
+/// A run a report ended, and whether a `queue` schedule's runs may wait behind it.
+#[derive(sqlx::FromRow)]
+struct Ended {
+    #[sqlx(flatten)]
+    run: Run,
+    queue: bool,
 }

@@ -317,12 +317,6 @@ async fn hot_queries_read_what_is_in_flight_or_on_the_page_not_the_history() {
                 10.0,
             ),
             (
-                "anything due",
-                launcher::maintenance::ANYTHING_DUE,
-                "1.0".into(),
-                10.0,
-            ),
-            (
                 "until next",
                 launcher::maintenance::UNTIL_NEXT,
                 "1.0".into(),

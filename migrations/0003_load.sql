@@ -46,3 +46,18 @@ create index runs_deadline_idx on runs (deadline_at)
 -- uniqueness check, and every run write paid for it.
 alter table runs drop constraint runs_idempotency_key_key;
 create unique index runs_manual_key_idx on runs (idempotency_key) where trigger = 'manual';
+
+-- Both tables are queues as much as ledgers: every run is written three or four times in
+-- its first minutes, every schedule once per tick. Vacuum and analyze them after 2 % of
+-- their rows changed, not the default 20 %, so dead index entries (which every claim
+-- walks past) and stale statistics do not build up between vacuums.
+-- And unthrottled (no cost delay): a throttled vacuum of a table written at thousands of
+-- rows a second never catches up, and every scan of a queue index then walks a growing
+-- tail of dead entries.
+alter table runs set (autovacuum_vacuum_scale_factor = 0.02,
+                      autovacuum_vacuum_insert_scale_factor = 0.02,
+                      autovacuum_analyze_scale_factor = 0.02,
+                      autovacuum_vacuum_cost_delay = 0);
+alter table schedules set (autovacuum_vacuum_scale_factor = 0.02,
+                           autovacuum_analyze_scale_factor = 0.02,
+                           autovacuum_vacuum_cost_delay = 0);

@@ -122,7 +122,9 @@ impl EmbeddedPostgres {
             if opts.ephemeral {
                 server_opts
                     .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-                if let Ok(extra) = std::env::var("PROFILE_PG_OPTS") {
+                // Profiling a throwaway cluster (docs/PERFORMANCE.md), e.g.
+                // `-c shared_preload_libraries=pg_stat_statements`.
+                if let Ok(extra) = std::env::var("SCHEDULER_LAB_PG_OPTIONS") {
                     server_opts.push(' ');
                     server_opts.push_str(&extra);
                 }
@@ -231,7 +233,12 @@ impl EmbeddedPostgres {
         // The default database the service uses; `postgres` stays for maintenance.
         let conf = pgdata.join("postgresql.conf");
         let mut text = fs::read_to_string(&conf)?;
-        text.push_str("\n# cron-scheduler embedded defaults\nlog_min_messages = warning\n");
+        // Autovacuum looks at each table once a minute by default; the run queue churns
+        // faster than that (see migrations/0003_load.sql).
+        text.push_str(
+            "\n# cron-scheduler embedded defaults\nlog_min_messages = warning\n\
+             autovacuum_naptime = 10s\n",
+        );
         fs::write(&conf, text)?;
         Ok(())
     }

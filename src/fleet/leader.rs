@@ -9,17 +9,19 @@
 //!
 //! ```text
 //!            connect + configure session
-//!  (start) ───────────────────────────────▶ Waiting ── pg_advisory_lock granted ──▶ Leading
+//!  (start) ───────────────────────────────▶ Waiting ── pg_try_advisory_lock true ──▶ Leading
 //!     ▲                                       │  ▲                                     │
 //!     │ backoff (200 ms … 5 s)                │  └──── session lost / deposed ◀────────┤
 //!     └──────── connection error ◀────────────┘                                        │
 //!                                       shutdown: finish batch, unlock, close ◀────────┘
 //! ```
 //!
-//! - **Waiting**: the follower blocks in `select pg_advisory_lock(key)`, so a released lock
-//!   is granted at once (no polling interval to wait out). Its session sets
-//!   `client_connection_check_interval`, so a follower that dies while queued is noticed by
-//!   the server and leaves the queue instead of being granted the lock as a ghost.
+//! - **Waiting**: the follower tries `pg_try_advisory_lock(key)` every [`FOLLOWER_POLL`]
+//!   (100 ms), so a released lock is taken within that. It does not block in
+//!   `pg_advisory_lock`: a statement waiting on a lock keeps the snapshot it started with,
+//!   and a follower waits for hours, so PostgreSQL could not vacuum any row that died in
+//!   the whole database meanwhile (a fleet of followers pinned the xmin horizon, and the
+//!   run queue's dead rows piled up without bound). A follower that dies holds nothing.
 //! - **Leading**: on grant, the node increments `fleet_state.leader_epoch` (on the lock
 //!   session) and records itself as leader. It then loops: one tick batch
 //!   ([`super::ticker::Ticker::batch`], which renews the fence), again at once while
@@ -74,6 +76,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ticker::{self, TickSettings};
 use crate::{schedules::store::CHANGES_CHANNEL, telemetry::Metrics};
+
+/// How often a follower tries the leader lock.
+pub const FOLLOWER_POLL: Duration = Duration::from_millis(100);
 
 /// What this replica knows about its own role, shared with the API and metrics.
 #[derive(Debug)]
@@ -231,17 +236,22 @@ async fn campaign(
 ) -> anyhow::Result<()> {
     let mut conn = open_lock_session(pool, settings).await?;
     let key = lock_key(&settings.cluster_name);
-    let acquired = tokio::select! {
-        r = sqlx::query("select pg_advisory_lock($1)").bind(key).execute(&mut conn) => {
-            r.context("waiting for the leader lock")?;
-            true
+    // Try, and try again every FOLLOWER_POLL: a statement blocked in pg_advisory_lock
+    // would hold its snapshot for as long as this node follows, and no dead row of the
+    // whole database could be vacuumed meanwhile.
+    loop {
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
+            .context("trying the leader lock")?;
+        if got {
+            break;
         }
-        () = shutdown.cancelled() => false,
-    };
-    if !acquired {
-        // Closing the socket takes this node out of the lock queue.
-        drop(conn);
-        return Ok(());
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(FOLLOWER_POLL) => {}
+        }
     }
 
     let epoch = claim_epoch(&mut conn, settings).await?;

@@ -45,6 +45,9 @@ use crate::{
     telemetry::Metrics,
 };
 
+/// How often held runs' leases are checked for renewal (a lease has seconds to spare).
+const RENEW_EVERY: Duration = Duration::from_millis(250);
+
 /// Claims a notification may cause, at most one per this interval (per replica).
 const MIN_CLAIM_INTERVAL: Duration = Duration::from_millis(25);
 
@@ -283,6 +286,7 @@ pub async fn run(
     };
     let mut last_expiry = Instant::now() - Duration::from_secs(10);
     let mut last_reclaim = Instant::now() - Duration::from_secs(10);
+    let mut last_renewal = Instant::now();
     let mut backoff = Duration::from_millis(100);
     let mut busy = false;
     let mut expecting = true;
@@ -293,7 +297,10 @@ pub async fn run(
             }
             last_expiry = Instant::now();
         }
-        renew_leases(&pool, &settings, &held).await;
+        if last_renewal.elapsed() >= RENEW_EVERY {
+            renew_leases(&pool, &settings, &held).await;
+            last_renewal = Instant::now();
+        }
         // Claim a whole batch even while launches are in flight: a burst is claimed in a
         // few large transactions, not in many small ones sized by the free slots.
         let in_hand = held.len();

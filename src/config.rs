@@ -115,7 +115,9 @@ pub struct Config {
     pub worker_autostart: bool,
     /// `SCHEDULER_LEADER_LEASE_MS`: the leader's lease. Default `5000`.
     pub leader_lease: Duration,
-    /// `SCHEDULER_LOOKAHEAD_MS`: how far ahead ticks are materialized. Default `2000`.
+    /// `SCHEDULER_LOOKAHEAD_MS`: how far ahead ticks are materialized. Default `2500` (half a
+    /// second off the whole seconds, so materializing ticks that fall on whole seconds does
+    /// not compete with sending them).
     pub lookahead: Duration,
     /// `SCHEDULER_COHORT_LOOKAHEAD_MS`: how far ahead the ticks of sparse schedules may be
     /// written at most (a tick is written half the gap to the next one ahead, at least
@@ -273,7 +275,7 @@ impl Config {
             },
             worker_autostart: env.bool("SCHEDULER_WORKER_AUTOSTART", true)?,
             leader_lease: env.millis("SCHEDULER_LEADER_LEASE_MS", 5000)?,
-            lookahead: env.millis("SCHEDULER_LOOKAHEAD_MS", 2000)?,
+            lookahead: env.millis("SCHEDULER_LOOKAHEAD_MS", 2500)?,
             cohort_lookahead: env.millis("SCHEDULER_COHORT_LOOKAHEAD_MS", 600_000)?,
             misfire_grace: env.millis("SCHEDULER_MISFIRE_GRACE_MS", 5000)?,
             max_catchup_runs: env.parse_with("SCHEDULER_MAX_CATCHUP_RUNS", 10, |v| {

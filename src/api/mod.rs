@@ -61,7 +61,7 @@ impl AppState {
             overlap_policy: config.default_overlap_policy,
             catchup_policy: config.default_catchup_policy,
         };
-        let completions = Completions::start(pool.clone());
+        let completions = Completions::start(pool.clone(), config.arm_window);
         Self {
             pool,
             config,

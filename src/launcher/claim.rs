@@ -8,8 +8,9 @@
 //!    again, with the same `Idempotency-Key`, keeping their exclusive slot.
 //! 3. **Due and armed runs**: `pending` runs due (at `retry_at` when waiting to retry, else
 //!    at `fire_at`) within the arm window, oldest due first, `for update skip locked`; runs
-//!    of a `queue` schedule that already has a run in flight are not even selected (they
-//!    wait, in tick order).
+//!    of a `skip` or `queue` schedule that already has a run in flight are not even selected
+//!    (a queued run waits, in tick order; a `skip` run waits for its due instant, when it is
+//!    selected and skipped if the slot is still taken).
 //! 4. **Overlap** ([`super::overlap`]): which candidates launch, which are skipped, which
 //!    stay pending for a decision at their due instant.
 //! 5. Claimed runs become `launching`, `attempt + 1`, with a lease from their due time.
@@ -54,15 +55,19 @@ pub const EXPIRED: &str = "select run_id, now() >= fire_at + make_interval(secs 
     where status = 'launching' and lease_until <= now() \
     order by lease_until limit $1 for update skip locked";
 
-/// Pending runs due within the arm window (`$2` seconds), oldest due first (`$1` at most).
+/// Pending runs due within the arm window (`$2` seconds), oldest due first (`$1` at most),
+/// that can be decided now: a run of a `skip` or `queue` schedule whose slot is taken is
+/// left out (a `queue` run waits; a `skip` run is decided at its due instant), except a
+/// `skip` run that is due, which is skipped.
 pub const CANDIDATES: &str = "select r.run_id, r.schedule_id, \
       coalesce(s.overlap_policy, 'allow') as policy, r.exclusive_slot as holds_slot, \
       coalesce(r.retry_at, r.fire_at) <= now() as due_now \
     from runs r left join schedules s on s.schedule_id = r.schedule_id \
     where r.status = 'pending' \
       and coalesce(r.retry_at, r.fire_at) <= now() + make_interval(secs => $2) \
-      and not (s.overlap_policy = 'queue' and not r.exclusive_slot and exists ( \
-        select 1 from runs f where f.schedule_id = r.schedule_id and f.exclusive_slot)) \
+      and not (s.overlap_policy in ('skip', 'queue') and not r.exclusive_slot \
+        and not (s.overlap_policy = 'skip' and coalesce(r.retry_at, r.fire_at) <= now()) \
+        and exists (select 1 from runs f where f.schedule_id = r.schedule_id and f.exclusive_slot)) \
     order by coalesce(r.retry_at, r.fire_at), r.scheduled_for \
     limit $1 \
     for update of r skip locked";
@@ -71,8 +76,12 @@ pub const CANDIDATES: &str = "select r.run_id, r.schedule_id, \
 #[derive(Debug)]
 pub struct ClaimResult {
     pub worker_enabled: bool,
-    /// The database clock at the claim: due times and leases are read against it.
+    /// The database clock at the start of the claim: leases are read against it (a lease
+    /// seen from its start is never longer than it is).
     pub db_now: DateTime<Utc>,
+    /// The database clock at the end of the claim: due times are read against it (a due
+    /// time seen from the end is never earlier than it is).
+    pub db_clock: DateTime<Utc>,
     pub runs: Vec<Claimed>,
     pub skipped: u64,
     pub exhausted: u64,
@@ -101,6 +110,7 @@ pub async fn claim(
     let mut result = ClaimResult {
         worker_enabled: enabled.unwrap_or(false),
         db_now,
+        db_clock: db_now,
         runs: Vec::new(),
         skipped: 0,
         exhausted: 0,
@@ -188,6 +198,11 @@ pub async fn claim(
             .await?;
             result.runs.append(&mut runs);
         }
+    }
+    if !result.runs.is_empty() {
+        result.db_clock = sqlx::query_scalar("select clock_timestamp()")
+            .fetch_one(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(result)

@@ -378,8 +378,10 @@ pub async fn run(
                 let lease_end = local_instant(anchor, claimed.db_now, run.lease_until)
                     .checked_sub(LEASE_SAFETY)
                     .unwrap_or(anchor);
-                // Measured from the end of the claim: never before the due time.
-                let send_at = local_instant(claimed_at, claimed.db_now, run.due_at);
+                // Measured from the database's clock at the end of the claim, read before
+                // `claimed_at`: never before the due time, and late by no more than the
+                // commit's round trip.
+                let send_at = local_instant(claimed_at, claimed.db_clock, run.due_at);
                 held.insert(run.run_id, run.attempt, lease_end);
                 tokio::spawn(sender.clone().send(run, send_at));
             }

@@ -33,7 +33,7 @@ pub async fn expire_runs(pool: &PgPool, metrics: &Metrics) -> Result<u64, sqlx::
     Ok(done)
 }
 
-/// See [`until_next`]; `$1`: the arm window in seconds.
+/// See [`until_next`]; `$1`: half the arm window in seconds.
 pub const UNTIL_NEXT: &str = "select extract(epoch from least( \
       (select min(coalesce(retry_at, fire_at)) from runs where status = 'pending' \
          and coalesce(retry_at, fire_at) > now() + make_interval(secs => $1)) \
@@ -43,16 +43,18 @@ pub const UNTIL_NEXT: &str = "select extract(epoch from least( \
       (select min(lease_until) from runs where status = 'launching' and lease_until > now()) \
     ) - now())::float8";
 
-/// How long until something may be claimable: a pending run entering the arm window, a
-/// pending run's due instant (one the overlap policy left for a decision then), or a
-/// lease running out; capped at `cap`.
+/// How long until something may be claimable: a pending run half an arm window before it
+/// is due (the claim then takes everything due within the whole window: claims fall
+/// between the instants cron schedules share, not on them, where the sends are), a pending
+/// run's due instant (one the overlap policy left for a decision then), or a lease running
+/// out; capped at `cap`.
 pub async fn until_next(
     pool: &PgPool,
     arm_window: Duration,
     cap: Duration,
 ) -> Result<Duration, sqlx::Error> {
     let secs: Option<f64> = sqlx::query_scalar(UNTIL_NEXT)
-        .bind(arm_window.as_secs_f64())
+        .bind(arm_window.as_secs_f64() / 2.0)
         .fetch_one(pool)
         .await?;
     Ok(secs.map_or(cap, |s| {

@@ -19,6 +19,12 @@ use crate::{
     telemetry::Metrics,
 };
 
+/// How long the recorder waits after the first outcome of a batch for the rest of it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Outcomes one write takes at most.
+const MAX_BATCH: usize = 4096;
+
 /// The result of one attempt, as the recorder writes it.
 #[derive(Debug)]
 pub struct Recorded {
@@ -35,8 +41,13 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Recorded>,
 ) {
     while let Some(first) = rx.recv().await {
+        // Outcomes come in waves (a cohort sent at its instant): let the wave finish
+        // sending before its outcomes are written, so the writes do not compete with the
+        // sends, and are written together. A lease covers a run for seconds; a write
+        // 50 ms late changes nothing.
+        tokio::time::sleep(LINGER).await;
         let mut batch = vec![first];
-        while batch.len() < 1024 {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,

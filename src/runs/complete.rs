@@ -4,7 +4,7 @@
 //! takes 1,000 reports a second. Each request hands its report to one writer task per
 //! replica and waits for the answer; the writer takes every report queued meanwhile and
 //! writes them in one transaction (one `update ... from unnest(...)`, one read back, at
-//! most one NOTIFY, and that only when a `queue` schedule's slot was freed), so the cost per report falls as the load rises and a quiet replica
+//! most one NOTIFY, and that only when a freed slot lets a waiting run go), so the cost per report falls as the load rises and a quiet replica
 //! still answers at once (no batching delay).
 //!
 //! A report ends a run that is `launching` or `running`, or `pending` with an attempt
@@ -59,10 +59,12 @@ impl std::fmt::Debug for Completions {
 }
 
 impl Completions {
-    /// Starts the writer; it stops when every handle is dropped.
-    pub fn start(pool: PgPool) -> Self {
+    /// Starts the writer; it stops when every handle is dropped. `arm_window`: the
+    /// dispatchers' (a report wakes them when a run waiting for its schedule's slot is due
+    /// within it).
+    pub fn start(pool: PgPool, arm_window: std::time::Duration) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(pool, rx));
+        tokio::spawn(writer(pool, rx, arm_window));
         Self { tx }
     }
 
@@ -99,7 +101,7 @@ fn drain(rx: &mut mpsc::Receiver<Report>, batch: &mut Vec<Report>) {
     }
 }
 
-async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>) {
+async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>, arm_window: std::time::Duration) {
     let mut carried: Vec<Report> = Vec::new();
     loop {
         let mut batch = std::mem::take(&mut carried);
@@ -122,7 +124,7 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>) {
         let (now, later): (Vec<Report>, Vec<Report>) =
             batch.into_iter().partition(|r| seen.insert(r.run_id));
         carried = later;
-        match write(&pool, &now).await {
+        match write(&pool, &now, arm_window).await {
             Ok(results) => {
                 for (report, result) in now.into_iter().zip(results) {
                     let _ = report.reply.send(Ok(result));
@@ -144,7 +146,11 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>) {
 }
 
 /// Writes one batch (run ids distinct) and reads every run back.
-async fn write(pool: &PgPool, batch: &[Report]) -> Result<Vec<Completed>, sqlx::Error> {
+async fn write(
+    pool: &PgPool,
+    batch: &[Report],
+    arm_window: std::time::Duration,
+) -> Result<Vec<Completed>, sqlx::Error> {
     let ids: Vec<Uuid> = batch.iter().map(|r| r.run_id).collect();
     let statuses: Vec<&str> = batch.iter().map(|r| r.status.as_str()).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
@@ -162,18 +168,23 @@ async fn write(pool: &PgPool, batch: &[Report]) -> Result<Vec<Completed>, sqlx::
          from unnest($1::uuid[], $2::text[], $3::text[]) as u(run_id, status, error) \
          where r.run_id = u.run_id \
            and (r.status in ('launching', 'running') or (r.status = 'pending' and r.attempt > 0)) \
-         returning {returning}, exists (select 1 from schedules s \
-           where s.schedule_id = r.schedule_id and s.overlap_policy = 'queue') as queue"
+         returning {returning}, \
+           exists (select 1 from schedules s \
+             where s.schedule_id = r.schedule_id and s.overlap_policy <> 'allow') \
+           and exists (select 1 from runs n where n.schedule_id = r.schedule_id \
+             and n.status = 'pending' and n.scheduled_for <= now() + make_interval(secs => $4)) \
+           as wake"
     ))
     .bind(&ids)
     .bind(&statuses)
     .bind(&errors)
+    .bind(arm_window.as_secs_f64())
     .fetch_all(&mut *tx)
     .await?;
-    if ended.iter().any(|e| e.queue) {
-        // A `queue` schedule's slot is free: its next run may launch now. (Other ends
-        // wake no one: a `skip` schedule's next tick is decided at its due instant, which
-        // the dispatchers wait for anyway.)
+    if ended.iter().any(|e| e.wake) {
+        // A `skip` or `queue` schedule's slot is free and its next run is due within the
+        // arm window (a queued run: already due): wake the dispatchers to arm or launch it.
+        // Other ends wake no one.
         sqlx::query("select pg_notify($1, '')")
             .bind(RUNS_CHANNEL)
             .execute(&mut *tx)
@@ -210,10 +221,10 @@ async fn write(pool: &PgPool, batch: &[Report]) -> Result<Vec<Completed>, sqlx::
         .collect())
 }
 
-/// A run a report ended, and whether a `queue` schedule's runs may wait behind it.
+/// A run a report ended, and whether a run of its schedule waits for the slot it freed.
 #[derive(sqlx::FromRow)]
 struct Ended {
     #[sqlx(flatten)]
     run: Run,
-    queue: bool,
+    wake: bool,
 }

@@ -748,6 +748,47 @@ mod tests {
     }
 
     #[test]
+    fn launch_and_load_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.launch_retry_for, Duration::from_secs(3600));
+        assert_eq!(c.launch_backoff, Duration::from_secs(1));
+        assert_eq!(c.launch_backoff_max, Duration::from_secs(60));
+        assert_eq!(c.arm_window, Duration::from_secs(1));
+        assert_eq!(c.max_queued, 100);
+        assert_eq!(c.cohort_lookahead, Duration::from_secs(600));
+        let c = cfg(&[
+            ("SCHEDULER_LAUNCH_RETRY_FOR", "24h"),
+            ("SCHEDULER_ARM_WINDOW_MS", "0"),
+            ("SCHEDULER_MAX_QUEUED", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.launch_retry_for, Duration::from_secs(86_400));
+        assert_eq!(c.arm_window, Duration::ZERO);
+        assert_eq!(c.max_queued, 5);
+        for (var, value, extra) in [
+            ("SCHEDULER_LAUNCH_RETRY_FOR", "forever", None),
+            ("SCHEDULER_ARM_WINDOW_MS", "10001", None),
+            ("SCHEDULER_MAX_QUEUED", "0", None),
+            // The cohort lookahead is the longest lead: never below the lookahead.
+            (
+                "SCHEDULER_COHORT_LOOKAHEAD_MS",
+                "1000",
+                Some(("SCHEDULER_LOOKAHEAD_MS", "2000")),
+            ),
+            (
+                "SCHEDULER_LAUNCH_BACKOFF_MAX_MS",
+                "500",
+                Some(("SCHEDULER_LAUNCH_BACKOFF_MS", "1000")),
+            ),
+        ] {
+            let mut vars = vec![(var, value)];
+            vars.extend(extra);
+            let err = cfg(&vars).expect_err(value);
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
     fn credentials_come_from_variables_and_files_and_never_print() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens");

@@ -379,3 +379,90 @@ async fn a_replica_killed_mid_launch_has_its_runs_reclaimed_and_delivered() {
     }
     survivor.stop().await;
 }
+
+#[tokio::test]
+async fn an_armed_run_of_a_replica_killed_before_sending_is_reclaimed_and_sent_once() {
+    use cron_scheduler::mock_executor::Behaviour;
+
+    use crate::{
+        common::TestApp,
+        launcher::{Mock, launch_config},
+    };
+
+    let mock = Mock::start(Behaviour::default()).await;
+    let (url, pool) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let executor = mock.url.to_string();
+    // Claims runs up to 8 s before they are due; its leases run 6 s past the due time.
+    let mut a = Node::start_with(
+        &url,
+        "doomed",
+        dir.path(),
+        &[
+            ("SCHEDULER_EXECUTOR_URL", &executor),
+            ("SCHEDULER_EXECUTOR_TIMEOUT_MS", "1000"),
+            ("SCHEDULER_ARM_WINDOW_MS", "8000"),
+        ],
+    );
+    a.ready(&http).await;
+    sqlx::query("insert into workflow_versions (workflow_id, version, dag) values ('wf', 1, '{}')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A tick due in 5 s, as the leader writes it.
+    let run_id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "insert into runs (run_id, scheduled_for, fire_at, status, trigger, workflow_id, \
+           version, user_id, idempotency_key) \
+         values ($1, now() + interval '5 seconds', now() + interval '5 seconds', 'pending', \
+           'manual', 'wf', 1, 'u', $1::text)",
+    )
+    .bind(run_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_for(
+        "armed by the doomed replica",
+        Duration::from_secs(5),
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "select status = 'launching' and launched_by = 'doomed' and fire_at > now() \
+             from runs where run_id = $1",
+            )
+            .bind(run_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    a.signal(Signal::SIGKILL);
+    a.reap();
+
+    let survivor = TestApp::spawn_on(url, pool.clone(), |c| launch_config(c, &mock.url)).await;
+    wait_for(
+        "reclaimed and delivered",
+        Duration::from_secs(30),
+        || async {
+            sqlx::query_scalar::<_, bool>("select status = 'running' from runs where run_id = $1")
+                .bind(run_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    let (attempt, by, fire_at): (i32, String, DateTime<Utc>) =
+        sqlx::query_as("select attempt, launched_by, fire_at from runs where run_id = $1")
+            .bind(run_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((attempt, by.as_str()), (2, "test-node"), "a reclaim");
+    let received = mock.mock.received();
+    assert_eq!(received.len(), 1, "sent once: {received:?}");
+    assert_eq!(received[0].run_id, run_id);
+    assert!(received[0].received_at >= fire_at, "not before its fire_at");
+    survivor.stop().await;
+}

@@ -83,13 +83,13 @@ NOT_IN_CHART_CONFIG = {
 def service_env_names() -> frozenset[str]:
     """Variables `Config::from_lookup` reads: the leading string arguments of every
     `env.get(..)`, `.parse(..)`, `.parse_with(..)`, `.bool(..)`, `.millis(..)`,
-    `.secret(VAR, VAR_FILE)` and `.read_file(..)` call on the environment (`env.` or, inside
+    `.duration(..)`, `.secret(VAR, VAR_FILE)` and `.read_file(..)` call on the environment (`env.` or, inside
     its helpers, `self.`) in src/config.rs. A renamed variable changes this set, and the
     checks then fail."""
     text = CONFIG_RS.read_text()
     names: set[str] = set()
     for first, second in re.findall(
-        r"\b(?:env|self)\s*\.\s*(?:get|parse|parse_with|bool|millis|secret|read_file)\s*\("
+        r"\b(?:env|self)\s*\.\s*(?:get|parse|parse_with|bool|millis|duration|secret|read_file)\s*\("
         r'\s*"([A-Z][A-Z0-9_]*)"(?:\s*,\s*"([A-Z][A-Z0-9_]*)")?',
         text,
     ):

@@ -334,7 +334,9 @@ impl Ticker {
     /// lock session; `Duration::MAX` when no schedule is active.
     pub async fn until_next(&self, conn: &mut PgConnection) -> Result<Duration, sqlx::Error> {
         let secs: Option<f64> = sqlx::query_scalar(
-            "select extract(epoch from (min(claim_at) - now()))::float8 \
+            // `greatest`: a new schedule's claim_at is '-infinity', which PostgreSQL
+            // cannot subtract from.
+            "select extract(epoch from (greatest(min(claim_at), now()) - now()))::float8 \
              from schedules where not paused and next_due_at is not null",
         )
         .fetch_one(&mut *conn)

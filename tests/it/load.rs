@@ -127,6 +127,56 @@ async fn a_tick_pass_longer_than_the_lease_keeps_the_leadership() {
 }
 
 #[tokio::test]
+async fn a_new_schedule_the_leader_cannot_claim_yet_costs_no_leadership() {
+    let app = TestApp::spawn_with(|c| {
+        c.worker_autostart = true;
+        c.leader_lease = Duration::from_millis(1000);
+    })
+    .await;
+    wait_for("a leader", Duration::from_secs(10), || async {
+        app.is_leader()
+    })
+    .await;
+    // Registered a moment ago (claim_at '-infinity': look at it at once), and locked by an
+    // API call still in progress, so the leader skips it and then computes its sleep with
+    // it in view.
+    insert_schedules(
+        &app.pool,
+        "new",
+        1,
+        "0 0 * * *",
+        "skip",
+        "none",
+        "now() + interval '1 hour'",
+    )
+    .await;
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from schedules where schedule_id = 'new1' for update")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (_, epoch) = leader(&app.pool).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tx.rollback().await.unwrap();
+    wait_for(
+        "the schedule looked at",
+        Duration::from_secs(10),
+        || async {
+            count(
+                &app.pool,
+                "select count(*) from schedules where claim_at > '-infinity'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    assert_eq!(app.elections(), 1, "the leader never stepped down");
+    assert_eq!(leader(&app.pool).await.1, epoch);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_queue_schedule_holds_at_most_max_queued_waiting_runs() {
     // The Executor accepts and never reports an end: the first run stays in flight.
     let mock = Mock::start(Behaviour::default()).await;

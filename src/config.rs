@@ -98,7 +98,7 @@ pub struct Config {
     /// due tick ends `skipped` (reason `queue_full`). Default `100`.
     pub max_queued: u32,
     /// `SCHEDULER_LAUNCH_BACKOFF_MS`: delay before the first retry (doubling, with jitter,
-    /// up to 60 s). Default `500`.
+    /// up to `SCHEDULER_LAUNCH_BACKOFF_MAX_MS`). Default `1000`.
     pub launch_backoff: Duration,
     /// `SCHEDULER_LAUNCH_CONCURRENCY`: launches in flight per replica. Default `128`.
     pub launch_concurrency: usize,

@@ -24,6 +24,20 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// seconds), and with stale estimates the planner may choose to hash a sequential scan of
 /// the whole table for a batch of 2,000 keys, or to fetch and sort a whole cohort for one
 /// batch. These settings leave it only the plans that cost what the batch touches.
+///
+/// Plans are made for the values at hand (`plan_cache_mode = force_custom_plan`): a key
+/// array is then a constant whose length the planner knows, and `= any(...)` over it is
+/// a hash probe, not a walk of the array for every row. And the statements that write a
+/// batch of runs by key never join the key array to `runs` with a filter on `status`:
+/// statistics taken when every run was `pending` say that no run is `launching`, and the
+/// planner then walks every launching run and, for each, the whole key array (a batch of
+/// 4,096 outcomes against 60,000 runs in flight took 12 s, long enough for leases to run
+/// out and runs to be sent twice). They select by `run_id = any($keys)`, so the rows read
+/// are the batch's whatever the estimates say; a per-row value that must match (the
+/// attempt) is checked as `run_id/attempt = any(...)`, see [`run_keys`]. Their status test
+/// is written `coalesce(r.status, '') = ...` (the same test: `status` is never null) so
+/// that it cannot become a walk of the `(schedule_id, status, scheduled_for)` index on its
+/// second column, and sequential scans are off: the primary key is the only way in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchPlan {
     /// Key lookups: no hash or merge joins.
@@ -43,12 +57,23 @@ pub async fn plan_batch(conn: &mut sqlx::PgConnection, plan: BatchPlan) -> Resul
     sqlx::query(
         "select set_config('enable_hashjoin', 'off', true), \
            set_config('enable_mergejoin', 'off', true), \
-           set_config('enable_sort', $1, true), set_config('enable_bitmapscan', $1, true)",
+           set_config('enable_sort', $1, true), set_config('enable_bitmapscan', $1, true), \
+           set_config('plan_cache_mode', 'force_custom_plan', true), \
+           set_config('enable_seqscan', 'off', true)",
     )
     .bind(queue)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `run_id/attempt` keys, matched in SQL by `(r.run_id::text || '/' || r.attempt) = any(...)`:
+/// checks that each row is at the attempt its writer expects without joining the batch to
+/// `runs` (see [`BatchPlan`]).
+pub fn run_keys<'a>(runs: impl IntoIterator<Item = (&'a uuid::Uuid, i32)>) -> Vec<String> {
+    runs.into_iter()
+        .map(|(id, attempt)| format!("{id}/{attempt}"))
+        .collect()
 }
 
 /// Pool settings that matter for behaviour, not just speed.

@@ -188,7 +188,7 @@ pub async fn claim(
                      + make_interval(secs => $4::float8 / 1000), \
                    exclusive_slot = u.exclusive, updated_at = now() \
                  from unnest($1::uuid[], $2::bool[]) as u(run_id, exclusive) \
-                 where r.run_id = u.run_id returning {CLAIMED_COLUMNS}"
+                 where r.run_id = u.run_id and r.run_id = any($1) returning {CLAIMED_COLUMNS}"
             ))
             .bind(&ids)
             .bind(&exclusive)

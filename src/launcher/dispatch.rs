@@ -141,6 +141,15 @@ impl Held {
     }
 }
 
+/// Renews the leases of held runs (`$1` run ids, `$2` their `run_id/attempt` keys, `$3` the
+/// lease in ms, `$4` this node): selected by key, never by joining the batch to `runs` (see
+/// [`db::BatchPlan`]).
+pub const RENEW: &str = "update runs r set lease_until = greatest(coalesce(r.retry_at, r.fire_at), now()) \
+      + make_interval(secs => $3::float8 / 1000), updated_at = now() \
+    where r.run_id = any($1::uuid[]) and coalesce(r.status, '') = 'launching' and r.launched_by = $4 \
+      and (r.run_id::text || '/' || r.attempt::text) = any($2::text[]) \
+    returning r.run_id, r.lease_until, now()";
+
 /// (run, its new lease end, the database clock)
 type Renewed = (Uuid, DateTime<Utc>, DateTime<Utc>);
 
@@ -152,20 +161,13 @@ async fn renew(
 ) -> Result<Vec<Renewed>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
-    let rows = sqlx::query_as(
-        "update runs r set lease_until = greatest(coalesce(r.retry_at, r.fire_at), now()) \
-           + make_interval(secs => $3::float8 / 1000), updated_at = now() \
-         from unnest($1::uuid[], $2::int4[]) as u(run_id, attempt) \
-         where r.run_id = u.run_id and r.attempt = u.attempt and r.status = 'launching' \
-           and r.launched_by = $4 \
-         returning r.run_id, r.lease_until, now()",
-    )
-    .bind(ids)
-    .bind(attempts)
-    .bind(settings.lease_ms())
-    .bind(&settings.node_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query_as(RENEW)
+        .bind(ids)
+        .bind(db::run_keys(ids.iter().zip(attempts.iter().copied())))
+        .bind(settings.lease_ms())
+        .bind(&settings.node_id)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(rows)
 }

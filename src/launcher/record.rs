@@ -33,6 +33,15 @@ pub struct Recorded {
     pub outcome: Outcome,
 }
 
+/// Accepted launches become `running` (`$1` run ids, `$2` their `run_id/attempt` keys, `$3`
+/// the run timeout in seconds): selected by key, never by joining the batch to `runs` (see
+/// [`db::BatchPlan`]).
+pub const RECORD_ACCEPTED: &str = "update runs r set status = 'running', launched_at = now(), \
+      lease_until = null, retry_at = null, last_error = null, \
+      deadline_at = now() + make_interval(secs => $3), updated_at = now() \
+    where r.run_id = any($1::uuid[]) and coalesce(r.status, '') = 'launching' \
+      and (r.run_id::text || '/' || r.attempt::text) = any($2::text[])";
+
 /// Writes outcomes in batches until every sender is gone.
 pub async fn run(
     pool: PgPool,
@@ -99,18 +108,14 @@ pub async fn record(
     let mut tx = pool.begin().await?;
     db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
     if !accepted.0.is_empty() {
-        sqlx::query(
-            "update runs r set status = 'running', launched_at = now(), lease_until = null, \
-               retry_at = null, last_error = null, \
-               deadline_at = now() + make_interval(secs => $3), updated_at = now() \
-             from unnest($1::uuid[], $2::int4[]) as u(run_id, attempt) \
-             where r.run_id = u.run_id and r.attempt = u.attempt and r.status = 'launching'",
-        )
-        .bind(&accepted.0)
-        .bind(&accepted.1)
-        .bind(settings.run_timeout.as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(RECORD_ACCEPTED)
+            .bind(&accepted.0)
+            .bind(db::run_keys(
+                accepted.0.iter().zip(accepted.1.iter().copied()),
+            ))
+            .bind(settings.run_timeout.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
     }
     let mut exhausted = 0u64;
     if !retry.0.is_empty() {
@@ -123,7 +128,7 @@ pub async fn record(
                  now() >= r.fire_at + make_interval(secs => $5) as over, \
                  r.fire_at + make_interval(secs => $5) as last_at \
                from runs r join u on r.run_id = u.run_id and r.attempt = u.attempt \
-               where r.status = 'launching') \
+               where r.run_id = any($1) and coalesce(r.status, '') = 'launching') \
              update runs r set \
                status = case when d.over then 'failed_launch' else 'pending' end, \
                reason = case when d.over then 'attempts_exhausted' end, \
@@ -132,7 +137,7 @@ pub async fn record(
                exclusive_slot = r.exclusive_slot and not d.over, \
                finished_at = case when d.over then now() end, \
                lease_until = null, last_error = d.error, updated_at = now() \
-             from d where r.run_id = d.run_id \
+             from d where r.run_id = d.run_id and r.run_id = any($1) \
              returning r.status",
         )
         .bind(&retry.0)
@@ -150,7 +155,8 @@ pub async fn record(
                exclusive_slot = false, lease_until = null, retry_at = null, finished_at = now(), \
                updated_at = now() \
              from unnest($1::uuid[], $2::int4[], $3::text[], $4::text[]) as u(run_id, attempt, error, reason) \
-             where r.run_id = u.run_id and r.attempt = u.attempt and r.status = 'launching'",
+             where r.run_id = u.run_id and r.run_id = any($1) and r.attempt = u.attempt \
+               and coalesce(r.status, '') = 'launching'",
         )
         .bind(&failed.0)
         .bind(&failed.1)

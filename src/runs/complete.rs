@@ -166,8 +166,9 @@ async fn write(
            launched_at = coalesce(r.launched_at, now()), exclusive_slot = false, \
            lease_until = null, retry_at = null, updated_at = now() \
          from unnest($1::uuid[], $2::text[], $3::text[]) as u(run_id, status, error) \
-         where r.run_id = u.run_id \
-           and (r.status in ('launching', 'running') or (r.status = 'pending' and r.attempt > 0)) \
+         where r.run_id = u.run_id and r.run_id = any($1) \
+           and (coalesce(r.status, '') in ('launching', 'running') \
+             or (coalesce(r.status, '') = 'pending' and r.attempt > 0)) \
          returning {returning}, \
            exists (select 1 from schedules s \
              where s.schedule_id = r.schedule_id and s.overlap_policy <> 'allow') \

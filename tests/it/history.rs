@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use cron_scheduler::{
+    db,
     fleet::leader::NodeState,
     launcher,
     runs::{
@@ -215,6 +216,130 @@ async fn explain(conn: &mut PgConnection, sql: &str, args: &str, generic: bool) 
     };
     walk_plan(top, &mut out);
     out
+}
+
+/// `EXPLAIN ANALYZE` of `sql` with `args` inside a transaction planned as the hot path
+/// plans its batches ([`db::plan_batch`]), rolled back.
+async fn explain_batch(
+    conn: &mut PgConnection,
+    plan: db::BatchPlan,
+    sql: &str,
+    args: &str,
+) -> Explained {
+    sqlx::raw_sql(&format!("prepare hot as {sql}; begin"))
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+    db::plan_batch(&mut *conn, plan).await.unwrap();
+    let row = sqlx::raw_sql(&format!(
+        "explain (analyze, buffers, format json) execute hot({args})"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap_or_else(|e| panic!("explain {sql}: {e}"));
+    sqlx::raw_sql("rollback; deallocate hot")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Value = sqlx::Row::try_get::<sqlx::types::Json<Value>, _>(&row, 0)
+        .expect("EXPLAIN answers JSON")
+        .0;
+    let mut out = Explained {
+        rows_read: 0.0,
+        seq_scans: Vec::new(),
+        pages: 0,
+        plan: plan.clone(),
+    };
+    walk_plan(&plan[0]["Plan"], &mut out);
+    out
+}
+
+/// Statistics taken while every run was `pending` (a fresh deployment, or a table analyzed
+/// just before a cohort was written) say that no run is `launching`. With them, a batch
+/// joined to `runs` was planned as "every launching run, times the whole batch": 4,096
+/// outcomes against 60,000 runs in flight took 12 s, leases ran out, and runs were sent
+/// twice. The batch writes must read their batch whatever the statistics say.
+#[tokio::test]
+async fn batch_writes_read_their_batch_with_statistics_from_before_a_burst() {
+    const IN_FLIGHT: i64 = 50_000;
+    const BATCH: i64 = 2_000;
+    let (_url, pool) = fresh_database().await;
+    sqlx::query("alter table runs set (autovacuum_enabled = false)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let insert = |n: i64, status: &'static str, attempt: i32| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
+                   workflow_id, version, user_id, idempotency_key, attempt, launched_by, lease_until) \
+                 select gen_random_uuid(), 's' || i, now() + i * interval '1 ms', \
+                   now() + i * interval '1 ms', $2, 'schedule', 'wf', 1, 'alice', \
+                   gen_random_uuid()::text, $3, case when $3 > 0 then 'n1' end, \
+                   case when $3 > 0 then now() + interval '15 s' end \
+                 from generate_series(1, $1) i",
+            )
+            .bind(n)
+            .bind(status)
+            .bind(attempt)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    insert(300, "pending", 0).await;
+    sqlx::query("analyze runs").execute(&pool).await.unwrap();
+    // The burst: the statistics above still say that every run is pending.
+    insert(IN_FLIGHT, "launching", 1).await;
+    let batch: Vec<Uuid> = sqlx::query_scalar(
+        "select run_id from runs where status = 'launching' order by random() limit $1",
+    )
+    .bind(BATCH)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let ids = format!(
+        "'{{{}}}'::uuid[]",
+        batch
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let keys = format!(
+        "'{{{}}}'::text[]",
+        db::run_keys(batch.iter().map(|id| (id, 1))).join(",")
+    );
+    let cases = [
+        (
+            "record accepted launches",
+            launcher::record::RECORD_ACCEPTED,
+            format!("{ids}, {keys}, 3600"),
+        ),
+        (
+            "renew leases",
+            launcher::dispatch::RENEW,
+            format!("{ids}, {keys}, 15000, 'n1'"),
+        ),
+    ];
+    let mut conn = pool.acquire().await.unwrap();
+    for (what, sql, args) in &cases {
+        let e = explain_batch(&mut conn, db::BatchPlan::KeyLookups, sql, args).await;
+        println!("{what:<28} rows read {:>8}", e.rows_read);
+        assert!(
+            e.rows_read <= 2.0 * BATCH as f64,
+            "{what} read {} rows for a batch of {BATCH} ({IN_FLIGHT} in flight)\n{:#}",
+            e.rows_read,
+            e.plan
+        );
+        assert!(
+            e.rows_read >= BATCH as f64,
+            "{what} did not find its batch: {} rows read\n{:#}",
+            e.rows_read,
+            e.plan
+        );
+    }
 }
 
 #[tokio::test]

@@ -25,9 +25,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// the whole table for a batch of 2,000 keys, or to fetch and sort a whole cohort for one
 /// batch. These settings leave it only the plans that cost what the batch touches.
 ///
-/// Plans are made for the values at hand (`plan_cache_mode = force_custom_plan`): a key
-/// array is then a constant whose length the planner knows, and `= any(...)` over it is
-/// a hash probe, not a walk of the array for every row. And the statements that write a
+/// Key lookups are planned for the values at hand (`plan_cache_mode = force_custom_plan`):
+/// a key array is then a constant whose length the planner knows, and `= any(...)` over
+/// it is a hash probe, not a walk of the array for every row. (Queue walks keep the plan
+/// cache: their plans do not depend on the values, and planning each claim costs time.) And the statements that write a
 /// batch of runs by key never join the key array to `runs` with a filter on `status`:
 /// statistics taken when every run was `pending` say that no run is `launching`, and the
 /// planner then walks every launching run and, for each, the whole key array (a batch of
@@ -49,19 +50,18 @@ pub enum BatchPlan {
 
 /// Applies `plan` to the current transaction (`set_config(..., is_local => true)`).
 pub async fn plan_batch(conn: &mut sqlx::PgConnection, plan: BatchPlan) -> Result<(), sqlx::Error> {
-    let queue = if plan == BatchPlan::QueueWalk {
-        "off"
-    } else {
-        "on"
+    let (queue, plans) = match plan {
+        BatchPlan::QueueWalk => ("off", "auto"),
+        BatchPlan::KeyLookups => ("on", "force_custom_plan"),
     };
     sqlx::query(
         "select set_config('enable_hashjoin', 'off', true), \
            set_config('enable_mergejoin', 'off', true), \
            set_config('enable_sort', $1, true), set_config('enable_bitmapscan', $1, true), \
-           set_config('plan_cache_mode', 'force_custom_plan', true), \
-           set_config('enable_seqscan', 'off', true)",
+           set_config('plan_cache_mode', $2, true), set_config('enable_seqscan', 'off', true)",
     )
     .bind(queue)
+    .bind(plans)
     .execute(conn)
     .await?;
     Ok(())

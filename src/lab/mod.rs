@@ -102,7 +102,20 @@ impl LabDb {
             .acquire_timeout(Duration::from_secs(30))
             .connect(&url)
             .await?;
-        db::migrate(&pool).await?;
+        match std::env::var_os("SCHEDULER_LAB_SCHEMA_BIN") {
+            // Measuring an older build: its schema is the one its own `migrate` applies
+            // (a newer schema's migrations would stop it at start-up as unknown).
+            Some(bin) => {
+                let status = tokio::process::Command::new(&bin)
+                    .arg("migrate")
+                    .env("SCHEDULER_DATABASE_URL", &url)
+                    .env("RUST_LOG", "warn")
+                    .status()
+                    .await?;
+                anyhow::ensure!(status.success(), "{bin:?} migrate failed: {status}");
+            }
+            None => db::migrate(&pool).await?,
+        }
         Ok(Self {
             pg: Some(pg),
             opts,

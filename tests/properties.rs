@@ -3,8 +3,10 @@
 //! instant chrono can hold, far past and far future included), request bodies (arbitrary
 //! JSON and arbitrary bytes through `parse_json` and validation), and credential lists.
 //!
-//! The properties: nothing panics, and fire times never go backwards (`next(t)` is at or
-//! after `t`, strictly after when exclusive, and an iterator is strictly increasing).
+//! The properties: nothing panics; fire times never go backwards (`next(t)` is at or
+//! after `t`, strictly after when exclusive, and an iterator is strictly increasing); a
+//! body is accepted or refused with a 4xx (a schedule refusal names its field); a token
+//! list yields one token per entry, or an error that names the entry but not its token.
 //! Case counts are bounded so the file runs in a few seconds in the normal test suite,
 //! and printed (`cargo nextest run --no-capture --test properties`). `PROPTEST_CASES`
 //! overrides them for a longer hunt.
@@ -15,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use cron_scheduler::{
     api::{
         auth::TokenSet,
+        error::ApiError,
         extract::{JsonBody, parse_json},
         launch::{BackfillRequest, CompleteRequest},
         preview::{self, PreviewRequest},
@@ -319,47 +322,76 @@ fn defaults() -> Defaults {
     }
 }
 
-/// Every body type the API parses, from `bytes`; schedules are also validated and asked
-/// for their first fire time.
-fn parse_everything(bytes: &[u8], now: DateTime<Utc>) {
-    if let Ok(request) = parse_json::<ScheduleRequest>(bytes) {
-        if let Ok(spec) = request.validate(defaults()) {
-            let _ = check_fires_after(&spec.window, now);
-            let _ = spec.window.ticks_from(now).take(5).count();
+/// A refusal the client can act on: a 4xx status (a client's mistake is never a 5xx).
+fn refused_as_client_error(e: ApiError) -> Result<(), TestCaseError> {
+    let status = axum::response::IntoResponse::into_response(e).status();
+    prop_assert!(status.is_client_error(), "refused with {status}");
+    Ok(())
+}
+
+/// Every body type the API parses, from `bytes`. Each is accepted or refused with a 4xx;
+/// an accepted schedule is refused with a named field or fires at or after `now` in
+/// increasing ticks; a preview answers increasing instants.
+fn parse_everything(bytes: &[u8], now: DateTime<Utc>) -> Result<(), TestCaseError> {
+    match parse_json::<ScheduleRequest>(bytes) {
+        Ok(request) => match request.validate(defaults()) {
+            Ok(spec) => {
+                if let Err(e) = check_fires_after(&spec.window, now) {
+                    prop_assert!(!e.field.is_empty() && !e.message.is_empty());
+                }
+                let ticks: Vec<_> = spec.window.ticks_from(now).take(5).collect();
+                prop_assert!(ticks.iter().all(|t| *t >= now), "{ticks:?} before {now}");
+                prop_assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{ticks:?}");
+            }
+            Err(e) => prop_assert!(
+                !e.field.is_empty() && !e.message.is_empty(),
+                "a refusal names no field: {e:?}"
+            ),
+        },
+        Err(e) => refused_as_client_error(e)?,
+    }
+    match parse_json::<PreviewRequest>(bytes) {
+        Ok(req) => match futures::executor::block_on(preview::preview(JsonBody(req))) {
+            Ok(axum::Json(resp)) => {
+                prop_assert!(resp.next.windows(2).all(|w| w[0].utc < w[1].utc));
+            }
+            Err(e) => refused_as_client_error(e)?,
+        },
+        Err(e) => refused_as_client_error(e)?,
+    }
+    for parsed in [
+        parse_json::<BackfillRequest>(bytes).map(drop),
+        parse_json::<CompleteRequest>(bytes).map(drop),
+        parse_json::<PauseRequest>(bytes).map(drop),
+    ] {
+        if let Err(e) = parsed {
+            refused_as_client_error(e)?;
         }
     }
-    if let Ok(req) = parse_json::<PreviewRequest>(bytes) {
-        let _ = futures::executor::block_on(preview::preview(JsonBody(req)));
-    }
-    let _ = parse_json::<BackfillRequest>(bytes);
-    let _ = parse_json::<CompleteRequest>(bytes);
-    let _ = parse_json::<PauseRequest>(bytes);
-    let _ = parse_json::<Value>(bytes);
+    // A body is accepted as JSON exactly when it is a JSON object.
+    prop_assert_eq!(
+        parse_json::<Value>(bytes).is_ok(),
+        serde_json::from_slice::<Value>(bytes).is_ok_and(|v| v.is_object())
+    );
+    Ok(())
 }
 
 #[test]
-fn request_bodies_never_panic() {
+fn request_bodies_are_accepted_or_refused_with_a_4xx() {
     check(
         "schedule-shaped JSON bodies",
         1500,
         (schedule_body(), instant()),
-        |(body, now)| {
-            parse_everything(body.to_string().as_bytes(), now);
-            Ok(())
-        },
+        |(body, now)| parse_everything(body.to_string().as_bytes(), now),
     );
     check("arbitrary JSON values", 1000, json_value(), |value| {
-        parse_everything(value.to_string().as_bytes(), Utc::now());
-        Ok(())
+        parse_everything(value.to_string().as_bytes(), Utc::now())
     });
     check(
         "arbitrary bytes",
         1000,
         prop::collection::vec(any::<u8>(), 0..256),
-        |bytes| {
-            parse_everything(&bytes, Utc::now());
-            Ok(())
-        },
+        |bytes| parse_everything(&bytes, Utc::now()),
     );
 }
 
@@ -397,7 +429,7 @@ fn preview_counts_and_instants_never_panic() {
 }
 
 #[test]
-fn credential_lists_never_panic() {
+fn credential_lists_parse_every_entry_or_name_one_without_its_token() {
     let entry = prop_oneof![
         any::<String>(),
         "(admin|user|executor|root)(:[a-z:]{0,6})?:[A-Za-z0-9+/=:-]{0,30}",
@@ -407,8 +439,35 @@ fn credential_lists_never_panic() {
         1000,
         prop::collection::vec(entry, 0..6),
         |entries| {
-            let _ = TokenSet::parse(&entries.join(","));
-            let _ = TokenSet::parse(&entries.join("\n"));
+            let text = entries.join(",");
+            let parsed = TokenSet::parse(&text);
+            // Commas and newlines separate entries alike.
+            let by_line = TokenSet::parse(&entries.join("\n"));
+            prop_assert_eq!(
+                parsed.as_ref().map(TokenSet::len).map_err(Clone::clone),
+                by_line.as_ref().map(TokenSet::len).map_err(Clone::clone)
+            );
+            match parsed {
+                // Every entry that is not blank or a comment is one token.
+                Ok(set) => {
+                    let listed = text
+                        .split([',', '\n'])
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty() && !e.starts_with('#'))
+                        .count();
+                    prop_assert_eq!(set.len(), listed);
+                }
+                // An error names the entry by position, never by its secret.
+                Err(message) => {
+                    prop_assert!(message.starts_with("entry "), "{message}");
+                    for secret in entries.iter().filter_map(|e| e.rsplit(':').next()) {
+                        prop_assert!(
+                            secret.chars().count() < 12 || !message.contains(secret),
+                            "the error shows a token: {message}"
+                        );
+                    }
+                }
+            }
             Ok(())
         },
     );

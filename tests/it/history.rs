@@ -178,14 +178,25 @@ fn walk_plan(node: &Value, out: &mut Explained) {
     }
 }
 
+/// How a statement under test is planned.
+#[derive(Debug, Clone, Copy)]
+enum Planning {
+    /// A forced generic plan, as the plan cache may choose for a prepared statement.
+    Generic,
+    /// A forced custom plan, for the values at hand.
+    Custom,
+    /// As the hot path plans its batch transactions ([`db::plan_batch`]).
+    Batch(db::BatchPlan),
+}
+
 /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of `sql` prepared and executed with `args`
-/// (SQL literals), under a forced generic or custom plan, inside a transaction that is
-/// rolled back (the statement really runs: an update or delete changes nothing after).
-async fn explain(conn: &mut PgConnection, sql: &str, args: &str, generic: bool) -> Explained {
-    let mode = if generic {
-        "force_generic_plan"
-    } else {
-        "force_custom_plan"
+/// (SQL literals), planned as `planning` says, inside a transaction that is rolled back
+/// (the statement really runs: an update or delete changes nothing after).
+async fn explain(conn: &mut PgConnection, sql: &str, args: &str, planning: Planning) -> Explained {
+    let mode = match planning {
+        Planning::Generic => "force_generic_plan",
+        Planning::Custom => "force_custom_plan",
+        Planning::Batch(_) => "auto",
     };
     sqlx::raw_sql(&format!(
         "set plan_cache_mode = {mode}; prepare hot as {sql}; begin"
@@ -193,6 +204,9 @@ async fn explain(conn: &mut PgConnection, sql: &str, args: &str, generic: bool) 
     .execute(&mut *conn)
     .await
     .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+    if let Planning::Batch(plan) = planning {
+        db::plan_batch(&mut *conn, plan).await.unwrap();
+    }
     let row = sqlx::raw_sql(&format!(
         "explain (analyze, buffers, format json) execute hot({args})"
     ))
@@ -215,42 +229,6 @@ async fn explain(conn: &mut PgConnection, sql: &str, args: &str, generic: bool) 
         plan: plan.clone(),
     };
     walk_plan(top, &mut out);
-    out
-}
-
-/// `EXPLAIN ANALYZE` of `sql` with `args` inside a transaction planned as the hot path
-/// plans its batches ([`db::plan_batch`]), rolled back.
-async fn explain_batch(
-    conn: &mut PgConnection,
-    plan: db::BatchPlan,
-    sql: &str,
-    args: &str,
-) -> Explained {
-    sqlx::raw_sql(&format!("prepare hot as {sql}; begin"))
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
-    db::plan_batch(&mut *conn, plan).await.unwrap();
-    let row = sqlx::raw_sql(&format!(
-        "explain (analyze, buffers, format json) execute hot({args})"
-    ))
-    .fetch_one(&mut *conn)
-    .await
-    .unwrap_or_else(|e| panic!("explain {sql}: {e}"));
-    sqlx::raw_sql("rollback; deallocate hot")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    let plan: Value = sqlx::Row::try_get::<sqlx::types::Json<Value>, _>(&row, 0)
-        .expect("EXPLAIN answers JSON")
-        .0;
-    let mut out = Explained {
-        rows_read: 0.0,
-        seq_scans: Vec::new(),
-        pages: 0,
-        plan: plan.clone(),
-    };
-    walk_plan(&plan[0]["Plan"], &mut out);
     out
 }
 
@@ -325,7 +303,13 @@ async fn batch_writes_read_their_batch_with_statistics_from_before_a_burst() {
     ];
     let mut conn = pool.acquire().await.unwrap();
     for (what, sql, args) in &cases {
-        let e = explain_batch(&mut conn, db::BatchPlan::KeyLookups, sql, args).await;
+        let e = explain(
+            &mut conn,
+            sql,
+            args,
+            Planning::Batch(db::BatchPlan::KeyLookups),
+        )
+        .await;
         println!("{what:<28} rows read {:>8}", e.rows_read);
         assert!(
             e.rows_read <= 2.0 * BATCH as f64,
@@ -456,7 +440,12 @@ async fn hot_queries_read_what_is_in_flight_or_on_the_page_not_the_history() {
     );
     for (what, sql, args, most) in &cases {
         for generic in [true, false] {
-            let e = explain(&mut conn, sql, args, generic).await;
+            let planning = if generic {
+                Planning::Generic
+            } else {
+                Planning::Custom
+            };
+            let e = explain(&mut conn, sql, args, planning).await;
             let plan = if generic { "generic" } else { "custom" };
             println!(
                 "{what:<30} {plan:<8} rows read {:>6}  pages {:>5}",

@@ -28,17 +28,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Key lookups are planned for the values at hand (`plan_cache_mode = force_custom_plan`):
 /// a key array is then a constant whose length the planner knows, and `= any(...)` over
 /// it is a hash probe, not a walk of the array for every row. (Queue walks keep the plan
-/// cache: their plans do not depend on the values, and planning each claim costs time.) And the statements that write a
-/// batch of runs by key never join the key array to `runs` with a filter on `status`:
-/// statistics taken when every run was `pending` say that no run is `launching`, and the
-/// planner then walks every launching run and, for each, the whole key array (a batch of
-/// 4,096 outcomes against 60,000 runs in flight took 12 s, long enough for leases to run
-/// out and runs to be sent twice). They select by `run_id = any($keys)`, so the rows read
-/// are the batch's whatever the estimates say; a per-row value that must match (the
-/// attempt) is checked as `run_id/attempt = any(...)`, see [`run_keys`]. Their status test
-/// is written `coalesce(r.status, '') = ...` (the same test: `status` is never null) so
-/// that it cannot become a walk of the `(schedule_id, status, scheduled_for)` index on its
-/// second column, and sequential scans are off: the primary key is the only way in.
+/// cache: their plans do not depend on the values, and planning every claim costs time.)
+///
+/// The statements that write a batch of runs by key never join the key array to `runs`
+/// with a filter on `status` alone: statistics taken when every run was `pending` say that
+/// no run is `launching`, and the planner then walks every launching run and, for each,
+/// the whole key array (a batch of 4,096 outcomes against 60,000 runs in flight took
+/// 12 s, long enough for leases to run out and runs to be sent twice). They select by
+/// `run_id = any($keys)`, so the rows read are the batch's whatever the estimates say; a
+/// per-row value that must match (the attempt) is checked as `run_id/attempt = any(...)`,
+/// see [`run_keys`]. Their status test is written `coalesce(r.status, '') = ...` (the same
+/// test: `status` is never null) so that it cannot become a walk of the `(schedule_id,
+/// status, scheduled_for)` index on its second column, and sequential scans are off: the
+/// primary key is the only way in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchPlan {
     /// Key lookups: no hash or merge joins.

@@ -4,8 +4,9 @@
 //! takes 1,000 reports a second. Each request hands its report to one writer task per
 //! replica and waits for the answer; the writer takes every report queued meanwhile and
 //! writes them in one transaction (one `update ... from unnest(...)`, one read back, at
-//! most one NOTIFY, and that only when a freed slot lets a waiting run go), so the cost per report falls as the load rises and a quiet replica
-//! still answers at once (no batching delay).
+//! most one NOTIFY, and that only when a freed slot lets a waiting run go), so the cost
+//! per report falls as the load rises and a quiet replica still answers at once (no
+//! batching delay).
 //!
 //! A report ends a run that is `launching` or `running`, or `pending` with an attempt
 //! behind it (its launch was accepted but the answer was lost, and it waits to retry): the
@@ -145,23 +146,17 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<Report>, arm_window: std::t
     }
 }
 
-/// Writes one batch (run ids distinct) and reads every run back.
-async fn write(
-    pool: &PgPool,
-    batch: &[Report],
-    arm_window: std::time::Duration,
-) -> Result<Vec<Completed>, sqlx::Error> {
-    let ids: Vec<Uuid> = batch.iter().map(|r| r.run_id).collect();
-    let statuses: Vec<&str> = batch.iter().map(|r| r.status.as_str()).collect();
-    let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
-    let mut tx = pool.begin().await?;
-    db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
+/// Ends a batch of runs (`$1` ids, `$2` statuses, `$3` errors; `$4` the arm window in
+/// seconds) and returns each ended run with `wake`: a run of its `skip` or `queue` schedule
+/// waits for the slot it freed. Rows are selected by key (`run_id = any($1)`, see
+/// [`db::BatchPlan`]); built once, with the run columns.
+static END_RUNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let returning = COLUMNS
         .split(',')
         .map(|c| format!("r.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ");
-    let ended: Vec<Ended> = sqlx::query_as(&format!(
+    format!(
         "update runs r set status = u.status, last_error = u.error, finished_at = now(), \
            launched_at = coalesce(r.launched_at, now()), exclusive_slot = false, \
            lease_until = null, retry_at = null, updated_at = now() \
@@ -175,13 +170,27 @@ async fn write(
            and exists (select 1 from runs n where n.schedule_id = r.schedule_id \
              and n.status = 'pending' and n.scheduled_for <= now() + make_interval(secs => $4)) \
            as wake"
-    ))
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&errors)
-    .bind(arm_window.as_secs_f64())
-    .fetch_all(&mut *tx)
-    .await?;
+    )
+});
+
+/// Writes one batch (run ids distinct) and reads every run back.
+async fn write(
+    pool: &PgPool,
+    batch: &[Report],
+    arm_window: std::time::Duration,
+) -> Result<Vec<Completed>, sqlx::Error> {
+    let ids: Vec<Uuid> = batch.iter().map(|r| r.run_id).collect();
+    let statuses: Vec<&str> = batch.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
+    let mut tx = pool.begin().await?;
+    db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;
+    let ended: Vec<Ended> = sqlx::query_as(&END_RUNS)
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(arm_window.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
     if ended.iter().any(|e| e.wake) {
         // A `skip` or `queue` schedule's slot is free and its next run is due within the
         // arm window (a queued run: already due): wake the dispatchers to arm or launch it.

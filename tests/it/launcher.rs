@@ -157,7 +157,9 @@ async fn executor_down_then_up_every_run_arrives_with_one_key() {
     let app = TestApp::spawn_with(|c| launch_config(c, &executor_url)).await;
     app.put("/workflows/wf/versions/1", json!({"tasks": []}))
         .await;
-    let end = (Utc::now() + chrono::TimeDelta::seconds(3))
+    // At least three ticks whatever the phase of the clock: `end_at` is truncated to its
+    // second and the first tick is the next whole second after the schedule is created.
+    let end = (Utc::now() + chrono::TimeDelta::seconds(4))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     app.create_schedule(json!({"schedule_id": "down", "cron_expr": "* * * * * *", "end_at": end, "overlap_policy": "allow"})).await;

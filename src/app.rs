@@ -133,6 +133,16 @@ async fn resolve_database(config: &Config) -> anyhow::Result<(String, Option<Emb
     };
     tracing::info!(dir = %opts.dir.display(), "no database URL set: starting the embedded PostgreSQL");
     let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
+    if pg.reused() {
+        tracing::info!(
+            dir = %pg.dir().display(),
+            "reusing the embedded PostgreSQL cluster found in the data folder: schedules and \
+             runs from earlier starts are kept (delete the folder, or set SCHEDULER_DATA_DIR, \
+             to start afresh)"
+        );
+    } else {
+        tracing::info!(dir = %pg.dir().display(), "created a new embedded PostgreSQL cluster");
+    }
     db::create_database(&pg.url("postgres"), DEFAULT_DATABASE).await?;
     tracing::info!(port = pg.port(), "embedded PostgreSQL is up");
     Ok((pg.url(DEFAULT_DATABASE), Some(pg)))
@@ -242,7 +252,14 @@ fn warn_auth_off(config: &Config) {
         config.host,
         config.port
     );
-    if !config.host.is_loopback() {
+    if config.host_loopback_default {
+        tracing::warn!(
+            host = %config.host,
+            "authentication is off, so the API listens on this machine only (127.0.0.1). To \
+             serve other machines, configure tokens (SCHEDULER_API_TOKENS), or set \
+             SCHEDULER_HOST=0.0.0.0 to serve them without authentication"
+        );
+    } else if !config.host.is_loopback() {
         tracing::warn!(
             host = %config.host,
             "AUTHENTICATION IS OFF and the API listens beyond this machine; set \
@@ -287,8 +304,13 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
 
     if let Some(pg) = embedded {
         tracing::info!("stopping the embedded PostgreSQL");
-        if let Err(e) = tokio::task::spawn_blocking(move || pg.stop()).await? {
-            tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly");
+        let dir = pg.dir().to_owned();
+        match tokio::task::spawn_blocking(move || pg.stop()).await? {
+            Ok(()) => tracing::info!(
+                dir = %dir.display(),
+                "embedded PostgreSQL stopped; its data stays in the folder for the next start"
+            ),
+            Err(e) => tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly"),
         }
     }
     result

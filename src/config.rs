@@ -54,10 +54,25 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Who may store workflow versions (`SCHEDULER_WORKFLOW_WRITERS`) when authentication is
+/// on. The catalogue is shared: a version stored by one user is what every schedule naming
+/// it runs, under its own user's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkflowWriters {
+    /// Admin tokens only (the default).
+    Admin,
+    /// Any authenticated user.
+    Any,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `SCHEDULER_HOST`: address the HTTP API listens on. Default `0.0.0.0`.
+    /// `SCHEDULER_HOST`: address the HTTP API listens on. Default `0.0.0.0` when requests
+    /// must authenticate, and `127.0.0.1` when authentication is off (an open API is not
+    /// served beyond this machine unless `SCHEDULER_HOST` asks for it).
     pub host: IpAddr,
+    /// Whether `host` is the loopback default chosen because authentication is off.
+    pub host_loopback_default: bool,
     /// `SCHEDULER_PORT`: port of the HTTP API. Default `8001`.
     pub port: u16,
     /// `SCHEDULER_RELOAD`: accepted for compatibility with the seed service; ignored.
@@ -125,7 +140,9 @@ pub struct Config {
     /// `600000` (10 minutes); at least `SCHEDULER_LOOKAHEAD_MS`.
     pub cohort_lookahead: Duration,
     /// `SCHEDULER_MISFIRE_GRACE_MS`: a tick older than this when first seen is missed.
-    /// Default `5000`.
+    /// It must cover a failover, `SCHEDULER_LEADER_LEASE_MS + SCHEDULER_LOOKAHEAD_MS`
+    /// (a shorter value is refused at start-up); unset, it is the larger of that sum and
+    /// 5000 (7500 with the defaults).
     pub misfire_grace: Duration,
     /// `SCHEDULER_MAX_CATCHUP_RUNS`: bound on runs fired for missed ticks. Default `10`.
     pub max_catchup_runs: u32,
@@ -190,6 +207,8 @@ pub struct Config {
     /// `SCHEDULER_HEADER_READ_TIMEOUT_MS`: time a client has to send a request's headers,
     /// and the longest an idle kept-alive connection stays open. Default `10000`.
     pub header_read_timeout: Duration,
+    /// `SCHEDULER_WORKFLOW_WRITERS`: `admin` (default) or `any`; see [`WorkflowWriters`].
+    pub workflow_writers: WorkflowWriters,
 }
 
 impl Config {
@@ -203,7 +222,8 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&|k| lookup(k).filter(|v| !v.trim().is_empty()));
         let cfg = Config {
-            host: env.parse("SCHEDULER_HOST", "0.0.0.0".parse().expect("valid"))?,
+            host: env.parse("SCHEDULER_HOST", IpAddr::from([0, 0, 0, 0]))?,
+            host_loopback_default: false,
             port: env.parse_with("SCHEDULER_PORT", 8001, |v| {
                 v.parse::<u16>()
                     .ok()
@@ -277,7 +297,8 @@ impl Config {
             leader_lease: env.millis("SCHEDULER_LEADER_LEASE_MS", 5000)?,
             lookahead: env.millis("SCHEDULER_LOOKAHEAD_MS", 2500)?,
             cohort_lookahead: env.millis("SCHEDULER_COHORT_LOOKAHEAD_MS", 600_000)?,
-            misfire_grace: env.millis("SCHEDULER_MISFIRE_GRACE_MS", 5000)?,
+            // Derived below from the lease and the lookahead when unset.
+            misfire_grace: env.millis("SCHEDULER_MISFIRE_GRACE_MS", 0)?,
             max_catchup_runs: env.parse_with("SCHEDULER_MAX_CATCHUP_RUNS", 10, |v| {
                 v.parse::<u32>()
                     .ok()
@@ -373,7 +394,24 @@ impl Config {
                     .ok_or("a byte count from 2 to 67108864")
             })?,
             header_read_timeout: env.millis("SCHEDULER_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            workflow_writers: env.parse_with(
+                "SCHEDULER_WORKFLOW_WRITERS",
+                WorkflowWriters::Admin,
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "admin" => Ok(WorkflowWriters::Admin),
+                    "any" => Ok(WorkflowWriters::Any),
+                    _ => Err("admin (only admin tokens store workflow versions) or any"),
+                },
+            )?,
         };
+        let mut cfg = cfg;
+        if env.get("SCHEDULER_MISFIRE_GRACE_MS").is_none() {
+            cfg.misfire_grace = cfg.failover_cover().max(Duration::from_millis(5000));
+        }
+        if env.get("SCHEDULER_HOST").is_none() && matches!(cfg.auth_enabled(), Ok(false)) {
+            cfg.host = IpAddr::from([127, 0, 0, 1]);
+            cfg.host_loopback_default = true;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -409,7 +447,31 @@ impl Config {
                 message: "at least 1000 (the lease is enforced by PostgreSQL timeouts)".into(),
             });
         }
+        let cover = self.failover_cover();
+        if self.misfire_grace < cover {
+            return Err(ConfigError {
+                var: "SCHEDULER_MISFIRE_GRACE_MS",
+                message: format!(
+                    "{} is shorter than a failover: it must be at least \
+                     SCHEDULER_LEADER_LEASE_MS + SCHEDULER_LOOKAHEAD_MS = {} + {} = {} (or leave \
+                     it unset to derive it), otherwise ticks due while a new leader takes \
+                     over end `missed`",
+                    self.misfire_grace.as_millis(),
+                    self.leader_lease.as_millis(),
+                    self.lookahead.as_millis(),
+                    cover.as_millis()
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// The longest a tick can wait for a leader across a failover: the lease (until a
+    /// follower may take over) plus the lookahead (how early the dead leader may already
+    /// have moved a schedule past ticks it had not yet written). Conservative: the
+    /// misfire grace must be at least this.
+    pub fn failover_cover(&self) -> Duration {
+        self.leader_lease + self.lookahead
     }
 }
 
@@ -670,7 +732,11 @@ mod tests {
     fn defaults_match_the_design() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.port, 8001);
-        assert_eq!(c.host.to_string(), "0.0.0.0");
+        // The embedded default runs with authentication off: loopback only.
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert!(c.host_loopback_default);
+        assert_eq!(c.misfire_grace, Duration::from_millis(7500));
+        assert_eq!(c.workflow_writers, WorkflowWriters::Admin);
         assert!(c.database_url.is_none());
         assert_eq!(c.leader_lease, Duration::from_millis(5000));
         assert_eq!(c.default_overlap_policy, OverlapPolicy::Skip);
@@ -873,6 +939,45 @@ mod tests {
                 .auth_enabled()
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn an_open_api_listens_on_loopback_unless_asked() {
+        let token = ("SCHEDULER_API_TOKENS", "admin:admin-token-0123456789");
+        let db = ("SCHEDULER_DATABASE_URL", "postgres://u:pw@db/x");
+        let host = |pairs: &[(&str, &str)]| cfg(pairs).unwrap().host.to_string();
+        assert_eq!(host(&[]), "127.0.0.1");
+        assert_eq!(host(&[db, ("SCHEDULER_AUTH", "off")]), "127.0.0.1");
+        assert_eq!(host(&[token]), "0.0.0.0");
+        let explicit = cfg(&[("SCHEDULER_HOST", "0.0.0.0")]).unwrap();
+        assert_eq!(explicit.host.to_string(), "0.0.0.0");
+        assert!(!explicit.host_loopback_default);
+    }
+
+    #[test]
+    fn the_misfire_grace_covers_a_failover() {
+        let c = cfg(&[
+            ("SCHEDULER_LEADER_LEASE_MS", "20000"),
+            ("SCHEDULER_LOOKAHEAD_MS", "3000"),
+        ])
+        .unwrap();
+        assert_eq!(c.misfire_grace, Duration::from_millis(23_000), "derived");
+        let err = cfg(&[
+            ("SCHEDULER_LEADER_LEASE_MS", "20000"),
+            ("SCHEDULER_MISFIRE_GRACE_MS", "5000"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "SCHEDULER_MISFIRE_GRACE_MS");
+        for name in [
+            "SCHEDULER_LEADER_LEASE_MS",
+            "SCHEDULER_LOOKAHEAD_MS",
+            "22500",
+        ] {
+            assert!(err.message.contains(name), "{err}");
+        }
+        let ok = cfg(&[("SCHEDULER_MISFIRE_GRACE_MS", "7500")]).unwrap();
+        assert_eq!(ok.misfire_grace, Duration::from_millis(7500));
+        assert!(cfg(&[("SCHEDULER_MISFIRE_GRACE_MS", "7499")]).is_err());
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Launch endpoints: manual launches, trigger-now, bounded backfill, and the Executor's
 //! completion report.
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -67,8 +72,9 @@ pub struct ManualLaunchQuery {
     /// The logical time of the run, RFC 3339; default now.
     #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
     scheduled_for: Option<String>,
-    /// The same key always names the same run: a second call launches nothing new.
-    /// Default: a fresh key (every call is a new run).
+    /// The same key always names the same run of this user: a second call launches
+    /// nothing new. Keys are scoped to the user (two users' equal keys are two runs).
+    /// Default: none (every call is a new run).
     #[param(value_type = String, required = false, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     idempotency_key: Option<String>,
 }
@@ -82,7 +88,7 @@ pub struct ManualLaunchQuery {
         (status = 201, description = "A new run, pending launch", body = Run),
         (status = 200, description = "The run this key already names", body = Run),
         (status = 400, body = ErrorBody),
-        (status = 409, description = "The key names a run of another workflow, version or user", body = ErrorBody),
+        (status = 409, description = "The key names a run of another workflow or version", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
@@ -119,50 +125,104 @@ pub async fn manual_launch(
     if let Some(t) = scheduled_for {
         validate_instant(t, "scheduled_for")?;
     }
-    let run_id = Uuid::now_v7();
-    let key = match q.idempotency_key {
-        Some(k) if k.is_empty() || k.len() > MAX_KEY_LEN || k.chars().any(char::is_control) => {
-            return Err(ApiError::invalid(
-                "idempotency_key",
-                format!("idempotency_key must be 1 to {MAX_KEY_LEN} printable characters"),
-            ));
-        }
-        Some(k) => k,
-        None => run_id.to_string(),
-    };
+    let client_key = q
+        .idempotency_key
+        .map(|k| check_key(k, "idempotency_key"))
+        .transpose()?;
+    insert_manual(
+        &state,
+        ManualRun {
+            schedule_id: None,
+            scheduled_for,
+            workflow_id,
+            version,
+            user_id,
+            client_key,
+        },
+    )
+    .await
+    .map(|(status, run)| (status, Json(run)))
+}
 
+/// A client's idempotency key, checked: 1 to 256 printable characters.
+fn check_key(key: String, field: &'static str) -> ApiResult<String> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} must be 1 to {MAX_KEY_LEN} printable characters, e.g. a UUID the \
+                 client generates once per intended run"
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// A manual run to insert: a launch outside any schedule, or a schedule's trigger.
+struct ManualRun {
+    schedule_id: Option<String>,
+    scheduled_for: Option<DateTime<Utc>>,
+    workflow_id: String,
+    version: i32,
+    user_id: String,
+    /// The client's idempotency key, scoped to `user_id`.
+    client_key: Option<String>,
+}
+
+/// Inserts `new` (201), or answers the run its client key already names for this user
+/// (200), or 409 when that run is of another schedule, workflow or version. The key the
+/// Executor receives is the run id: two users may use the same client key.
+async fn insert_manual(state: &AppState, new: ManualRun) -> ApiResult<(StatusCode, Run)> {
+    let run_id = Uuid::now_v7();
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
-           workflow_id, version, user_id, idempotency_key, created_by) \
-         values ($1, null, coalesce($2, now()), now(), 'pending', 'manual', $3, $4, $5, $6, $7) \
-         on conflict (idempotency_key) where trigger = 'manual' do nothing returning run_id",
+           workflow_id, version, user_id, idempotency_key, client_key, created_by) \
+         values ($1, $2, coalesce($3, now()), now(), 'pending', 'manual', $4, $5, $6, \
+           $1::text, $7, $8) \
+         on conflict do nothing returning run_id",
     )
     .bind(run_id)
-    .bind(scheduled_for)
-    .bind(&workflow_id)
-    .bind(version)
-    .bind(&user_id)
-    .bind(&key)
+    .bind(&new.schedule_id)
+    .bind(new.scheduled_for)
+    .bind(&new.workflow_id)
+    .bind(new.version)
+    .bind(&new.user_id)
+    .bind(&new.client_key)
     .bind(&state.config.node_id)
     .fetch_optional(&state.pool)
     .await?;
     if let Some(id) = inserted {
         notify_runs(&state.pool).await;
-        return Ok((StatusCode::CREATED, Json(fetch_run(&state.pool, id).await?)));
+        return Ok((StatusCode::CREATED, fetch_run(&state.pool, id).await?));
     }
-    let existing: Uuid = sqlx::query_scalar(
-        "select run_id from runs where idempotency_key = $1 and trigger = 'manual'",
-    )
-    .bind(&key)
-    .fetch_one(&state.pool)
-    .await?;
-    let run = fetch_run(&state.pool, existing).await?;
-    if run.workflow_id != workflow_id || run.version != version || run.user_id != user_id {
+    let existing: Option<Uuid> = match &new.client_key {
+        Some(key) => {
+            sqlx::query_scalar("select run_id from runs where user_id = $1 and client_key = $2")
+                .bind(&new.user_id)
+                .bind(key)
+                .fetch_optional(&state.pool)
+                .await?
+        }
+        None => None,
+    };
+    let Some(existing) = existing else {
+        // The conflict was the schedule's row for this instant (one per tick).
         return Err(ApiError::Conflict(
-            "idempotency_key already names a run of another workflow, version or user".into(),
+            "a run of this schedule already exists for this instant; retry".into(),
+        ));
+    };
+    let run = fetch_run(&state.pool, existing).await?;
+    if run.schedule_id.as_deref() != new.schedule_id.as_deref()
+        || run.workflow_id != new.workflow_id
+        || run.version != new.version
+    {
+        return Err(ApiError::Conflict(
+            "this idempotency key already names another run (of another schedule, workflow or \
+             version): use a new key for a new run"
+                .into(),
         ));
     }
-    Ok((StatusCode::OK, Json(run)))
+    Ok((StatusCode::OK, run))
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -199,13 +259,21 @@ async fn schedule_row(
 }
 
 /// Run a schedule's workflow now (its overlap policy still applies at launch). Works on a
-/// paused schedule too: it is an explicit request.
+/// paused schedule too: it is an explicit request. With an `Idempotency-Key` header, a
+/// retried request names the same run (200) instead of starting another; keys are scoped
+/// to the schedule's user and shared with `/run-launcher/start`.
 #[utoipa::path(
     post, path = "/schedules/{schedule_id}/trigger", tag = "runs",
-    params(("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
+    params(
+        ("schedule_id" = String, Path, description = "Schedule id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key always names the same run of this user: a repeated request triggers nothing new", min_length = 1, max_length = 256),
+    ),
     responses(
         (status = 400, description = "Malformed request (query string, path or JSON)", body = ErrorBody),
-        (status = 201, body = Run),
+        (status = 201, description = "A new run, pending launch", body = Run),
+        (status = 200, description = "The run this key already names", body = Run),
+        (status = 409, description = "The key names another run", body = ErrorBody),
+        (status = 422, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
@@ -214,33 +282,37 @@ pub async fn trigger_schedule(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
+    headers: HeaderMap,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
+    let client_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(check_key(
+            value
+                .to_str()
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "Idempotency-Key",
+                        "the Idempotency-Key header must be printable ASCII",
+                    )
+                })?
+                .to_owned(),
+            "Idempotency-Key",
+        )?),
+    };
     let (id, s) = schedule_row(&state.pool, &caller, &id).await?;
-    let run_id = Uuid::now_v7();
-    let inserted = sqlx::query(
-        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
-           workflow_id, version, user_id, idempotency_key, created_by) \
-         values ($1, $2, now(), now(), 'pending', 'manual', $3, $4, $5, $1::text, $6) \
-         on conflict do nothing",
+    insert_manual(
+        &state,
+        ManualRun {
+            schedule_id: Some(id.as_str().to_owned()),
+            scheduled_for: None,
+            workflow_id: s.workflow_id,
+            version: s.version,
+            user_id: s.user_id,
+            client_key,
+        },
     )
-    .bind(run_id)
-    .bind(id.as_str())
-    .bind(&s.workflow_id)
-    .bind(s.version)
-    .bind(&s.user_id)
-    .bind(&state.config.node_id)
-    .execute(&state.pool)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(ApiError::Conflict(
-            "a run of this schedule already exists for this instant; retry".into(),
-        ));
-    }
-    notify_runs(&state.pool).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(fetch_run(&state.pool, run_id).await?),
-    ))
+    .await
+    .map(|(status, run)| (status, Json(run)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

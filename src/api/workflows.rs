@@ -1,18 +1,27 @@
 //! `/workflows/{workflow_id}/versions/{version}`: the DAG JSON the launcher sends to the
 //! Executor. A version is immutable: storing the same document again is a no-op (200),
 //! storing a different one under an existing version is 409.
+//!
+//! **Who may write.** The catalogue is shared: every schedule naming a version runs that
+//! DAG under its own user's name. With authentication on, storing a version therefore
+//! needs an admin token (403 for a user token) unless `SCHEDULER_WORKFLOW_WRITERS=any`.
+//! Reading stays open to every user.
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::put};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::auth::{Caller, Role};
 use super::{
     AppState,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{JsonBody, PathParams},
 };
-use crate::schedules::model::{validate_name, validate_version};
+use crate::{
+    config::WorkflowWriters,
+    schedules::model::{validate_name, validate_version},
+};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -55,6 +64,7 @@ fn path_key(workflow_id: &str, version: &str) -> ApiResult<(String, i32)> {
         (status = 201, description = "Stored", body = WorkflowVersion),
         (status = 200, description = "Already stored with the same document", body = WorkflowVersion),
         (status = 400, body = ErrorBody),
+        (status = 403, description = "A user token, unless SCHEDULER_WORKFLOW_WRITERS=any", body = ErrorBody),
         (status = 409, description = "The version exists with another document", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody),
@@ -63,9 +73,21 @@ fn path_key(workflow_id: &str, version: &str) -> ApiResult<(String, i32)> {
 )]
 pub async fn put_workflow_version(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams((workflow_id, version)): PathParams<(String, String)>,
     JsonBody(dag): JsonBody<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<WorkflowVersion>)> {
+    if matches!(caller.role, Role::User(_))
+        && state.config.workflow_writers == WorkflowWriters::Admin
+    {
+        return Err(ApiError::Forbidden {
+            message: "storing workflow versions needs an admin token: the catalogue is \
+                      shared by every user's schedules (an operator may allow users with \
+                      SCHEDULER_WORKFLOW_WRITERS=any)"
+                .into(),
+            field: None,
+        });
+    }
     let (workflow_id, version) = path_key(&workflow_id, &version)?;
     // Measured as stored and sent to the Executor (compact), not as the client spaced it.
     let limit = state.config.max_dag_bytes;

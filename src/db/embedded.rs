@@ -16,6 +16,13 @@
 //!   watchdog stops the cluster, so the next start never finds it half-alive. A start that
 //!   does find a cluster still running (a watchdog that lost the race) stops it first.
 //! - Failure to find binaries is an error that says what to install.
+//! - One process owns a cluster folder at a time: [`EmbeddedPostgres::start`] takes an
+//!   exclusive `flock` on `<dir>/owner.lock` (holding the owner's pid) before touching the
+//!   cluster, and keeps it until the value is dropped. A second start in the same folder
+//!   fails at once with a message naming the folder and the owner, and leaves the running
+//!   cluster alone. The kernel releases the lock when its holder dies, however it dies, so
+//!   a stale lock is never an obstacle (the server a killed owner left running is then
+//!   stopped and restarted as above).
 
 use std::{
     fs,
@@ -61,6 +68,10 @@ pub struct EmbeddedPostgres {
     password: String,
     on_exit: OnExit,
     watchdog: Option<std::process::Child>,
+    /// Whether the cluster existed before this start (its data is reused).
+    reused: bool,
+    /// The folder's owner lock, held while this value lives.
+    _owner: fs::File,
 }
 
 const SUPERUSER: &str = "scheduler";
@@ -75,6 +86,7 @@ impl EmbeddedPostgres {
         fs::create_dir_all(&opts.dir)
             .with_context(|| format!("cannot create data folder {}", opts.dir.display()))?;
         let dir = fs::canonicalize(&opts.dir)?;
+        let owner = lock_owner(&dir)?;
         if let Some((uid, gid)) = run_as {
             check_reachable_by_postgres(&dir)?;
             nix::unistd::chown(&dir, Some(uid), Some(gid))
@@ -89,9 +101,12 @@ impl EmbeddedPostgres {
             password: String::new(),
             on_exit: opts.on_exit,
             watchdog: None,
+            reused: false,
+            _owner: owner,
         };
         let pgdata = pg.pgdata();
-        if !pgdata.join("PG_VERSION").exists() {
+        pg.reused = pgdata.join("PG_VERSION").exists();
+        if !pg.reused {
             pg.initdb()?;
         }
         pg.password = fs::read_to_string(pg.password_file())
@@ -175,6 +190,11 @@ impl EmbeddedPostgres {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether this start found an existing cluster (and kept its data).
+    pub fn reused(&self) -> bool {
+        self.reused
     }
 
     /// Stops the server (fast shutdown) and, for a throwaway cluster, removes its folder.
@@ -316,6 +336,46 @@ impl EmbeddedPostgres {
         self.watchdog = Some(child);
         Ok(())
     }
+}
+
+/// Takes the folder's exclusive owner lock, or says who holds it.
+fn lock_owner(dir: &Path) -> anyhow::Result<fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("owner.lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            let who = if owner.is_empty() {
+                "another process".to_owned()
+            } else {
+                format!("another process ({owner})")
+            };
+            bail!(
+                "the data folder {} is in use by {who}: one cron-scheduler at a time owns an \
+                 embedded database. Stop that one first, or set SCHEDULER_DATA_DIR to use \
+                 another folder",
+                dir.display()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "pid {}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
 }
 
 impl Drop for EmbeddedPostgres {

@@ -143,7 +143,6 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
             &[
                 ("SCHEDULER_LEADER_LEASE_MS", args.lease_ms.to_string()),
                 ("SCHEDULER_LOOKAHEAD_MS", "1000".into()),
-                ("SCHEDULER_MISFIRE_GRACE_MS", "1000".into()),
                 ("SCHEDULER_MAX_CATCHUP_RUNS", "100000".into()),
                 (
                     "SCHEDULER_DEFAULT_CATCHUP_POLICY",

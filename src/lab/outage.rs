@@ -234,7 +234,11 @@ async fn one(args: &OutageArgs, policy: CatchupPolicy) -> anyhow::Result<OutageR
         .fetch_one(&pool)
         .await?;
     let bound: i64 = args.fleet.env_or("SCHEDULER_MAX_CATCHUP_RUNS", 10);
-    let grace_ms: i64 = args.fleet.env_or("SCHEDULER_MISFIRE_GRACE_MS", 5000);
+    // Unset, the service derives the grace from the lease and the lookahead (at least 5 s).
+    let derived = (args.fleet.env_or("SCHEDULER_LEADER_LEASE_MS", 5000_i64)
+        + args.fleet.env_or("SCHEDULER_LOOKAHEAD_MS", 2500_i64))
+    .max(5000);
+    let grace_ms: i64 = args.fleet.env_or("SCHEDULER_MISFIRE_GRACE_MS", derived);
     // Ticks inside the misfire grace before the restart are not missed: they run as usual.
     let (per_max_past_grace, _) =
         rows_per_schedule(&pool, restart_at - TimeDelta::milliseconds(grace_ms)).await?;

@@ -25,6 +25,32 @@ use tokio_util::sync::CancellationToken;
 
 static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
 
+/// For a test that installs process-wide state (the global tracing subscriber): under a
+/// harness that runs many tests in one process (plain `cargo test`), runs `test` (its full
+/// path, `module::name`) again alone in a child process of this test binary, checks that
+/// exactly that test ran and passed there, and returns `true`: the caller then returns.
+/// Under nextest (one process per test) and in the child it returns `false`: run the body.
+pub fn rerun_in_own_process(test: &str) -> bool {
+    const CHILD: &str = "CRON_SCHEDULER_TEST_ALONE";
+    let per_test = std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test");
+    if per_test || std::env::var(CHILD).is_ok_and(|t| t == test) {
+        return false;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{test} failed in its own process");
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run in its own process (a wrong name?)"
+    );
+    true
+}
+
 /// Starts a throwaway cluster in a fresh temporary folder.
 pub fn start_cluster() -> EmbeddedPostgres {
     let dir = std::env::temp_dir().join(format!(

@@ -525,6 +525,73 @@ async fn manual_launch_is_idempotent_on_its_key() {
     app.stop().await;
 }
 
+/// A client that retries a trigger (a timeout, a proxy's replay) with the same
+/// `Idempotency-Key` gets the same run back, not a second run; a new key is a new run; the
+/// key of a manual launch of another workflow is a conflict; a malformed key is refused.
+#[tokio::test]
+async fn a_repeated_trigger_with_one_key_is_one_run() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let app = TestApp::spawn_with(|c| launch_config(c, &mock.url)).await;
+    app.put("/workflows/wf/versions/1", json!({})).await;
+    app.create_schedule(
+        json!({"schedule_id": "t", "cron_expr": "0 0 1 1 *", "overlap_policy": "allow"}),
+    )
+    .await;
+    let trigger = |key: &'static str| {
+        let req = app
+            .http
+            .post(app.url("/schedules/t/trigger"))
+            .header("Idempotency-Key", key);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (s1, first) = trigger("retry-me").await;
+    let (s2, again) = trigger("retry-me").await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK), "{again}");
+    assert_eq!(first["run_id"], again["run_id"]);
+    let (s3, other) = trigger("another").await;
+    assert_eq!(s3, StatusCode::CREATED);
+    assert_ne!(first["run_id"], other["run_id"]);
+    assert_eq!(
+        count(
+            &app.pool,
+            "select count(*) from runs where schedule_id = 't'"
+        )
+        .await,
+        2,
+        "two keys, two runs"
+    );
+    let (status, body) = app
+        .post(
+            "/run-launcher/start?workflow_id=elsewhere&version=1&user_id=alice&idempotency_key=retry-me",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let resp = app
+        .http
+        .post(app.url("/schedules/t/trigger"))
+        .header("Idempotency-Key", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "Idempotency-Key");
+    wait_for("both delivered", Duration::from_secs(10), || async {
+        mock.mock.stats().unique_runs == 2
+    })
+    .await;
+    assert_eq!(
+        count(&app.pool, "select count(*) from runs").await,
+        2,
+        "refused requests create nothing"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn trigger_backfill_and_completion_reports() {
     let mock = Mock::start(Behaviour::default()).await;

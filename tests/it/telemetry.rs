@@ -9,7 +9,7 @@ use fake_opentelemetry_collector::FakeCollectorServer;
 use serde_json::json;
 
 use crate::{
-    common::{TestApp, wait_for},
+    common::{TestApp, rerun_in_own_process, wait_for},
     launcher::{Mock, launch_config},
 };
 
@@ -28,6 +28,11 @@ fn attr(span: &fake_opentelemetry_collector::ExportedSpan, key: &str) -> Option<
 
 #[tokio::test]
 async fn metrics_and_spans_reach_the_collector_and_the_trace_reaches_the_executor() {
+    if rerun_in_own_process(
+        "telemetry::metrics_and_spans_reach_the_collector_and_the_trace_reaches_the_executor",
+    ) {
+        return;
+    }
     let mut collector = FakeCollectorServer::start().await.expect("fake collector");
     // The global subscriber of this test process exports spans to the collector.
     let _guard = telemetry::init(
@@ -150,6 +155,9 @@ async fn metrics_and_spans_reach_the_collector_and_the_trace_reaches_the_executo
 
 #[tokio::test]
 async fn a_callers_traceparent_is_the_parent_of_the_request_span() {
+    if rerun_in_own_process("telemetry::a_callers_traceparent_is_the_parent_of_the_request_span") {
+        return;
+    }
     let mut collector = FakeCollectorServer::start().await.expect("fake collector");
     let _guard = telemetry::init(
         LogFormat::Json,

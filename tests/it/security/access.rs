@@ -141,10 +141,10 @@ async fn a_user_acts_only_in_its_own_name() {
     assert_eq!(launch.status, StatusCode::FORBIDDEN, "{}", launch.body);
     assert_eq!(snapshot(&app.pool).await, before, "nothing stored");
 
-    // Its own: the whole life of a schedule, a manual launch, the shared catalogue.
+    // The shared catalogue: read by users, written by admins (see the next test).
     let put = call(
         &app,
-        Some(ALICE),
+        Some(ADMIN),
         Method::PUT,
         "/workflows/wf/versions/1",
         Some(json!({"tasks": []})),
@@ -429,6 +429,104 @@ async fn missing_or_wrong_credentials_are_401_and_open_paths_stay_open() {
         .status();
     assert_ne!(status, StatusCode::UNAUTHORIZED);
     open.stop().await;
+}
+
+/// The catalogue is shared: a version a user stores runs under every user's schedules
+/// that name it. By default only admins write it; `SCHEDULER_WORKFLOW_WRITERS=any` lets
+/// users store versions too. Reading is open to users either way.
+#[tokio::test]
+async fn only_admins_write_the_shared_workflow_catalogue_unless_allowed() {
+    let app = TestApp::spawn_with(secured).await;
+    let before = snapshot(&app.pool).await;
+    let denied = call(
+        &app,
+        Some(ALICE),
+        Method::PUT,
+        "/workflows/claimed/versions/1",
+        Some(json!({"tasks": ["alice's"]})),
+    )
+    .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.body);
+    assert_eq!(denied.code(), "forbidden");
+    assert!(
+        denied.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SCHEDULER_WORKFLOW_WRITERS=any"),
+        "{}",
+        denied.body
+    );
+    assert_eq!(snapshot(&app.pool).await, before, "nothing stored");
+    let stored = call(
+        &app,
+        Some(ADMIN),
+        Method::PUT,
+        "/workflows/claimed/versions/1",
+        Some(json!({"tasks": []})),
+    )
+    .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.body);
+    let read = call(
+        &app,
+        Some(ALICE),
+        Method::GET,
+        "/workflows/claimed/versions/1",
+        None,
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK, "users read the catalogue");
+    app.stop().await;
+
+    let open = TestApp::spawn_with(|c| {
+        secured(c);
+        c.workflow_writers = cron_scheduler::config::WorkflowWriters::Any;
+    })
+    .await;
+    let allowed = call(
+        &open,
+        Some(ALICE),
+        Method::PUT,
+        "/workflows/claimed/versions/1",
+        Some(json!({"tasks": []})),
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
+    open.stop().await;
+}
+
+/// Idempotency keys belong to the user they act for: two users who pick the same key get
+/// a run each (neither can reach or probe the other's run through the key), and the
+/// Executor receives a different key for each.
+#[tokio::test]
+async fn two_users_with_one_idempotency_key_get_two_runs() {
+    let app = TestApp::spawn_with(secured).await;
+    let put = call(
+        &app,
+        Some(ADMIN),
+        Method::PUT,
+        "/workflows/wf/versions/1",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    let launch = "/run-launcher/start?workflow_id=wf&version=1&idempotency_key=nightly-2030";
+    let alice = call(&app, Some(ALICE), Method::POST, launch, None).await;
+    let bob = call(&app, Some(BOB), Method::POST, launch, None).await;
+    assert_eq!(alice.status, StatusCode::CREATED, "{}", alice.body);
+    assert_eq!(bob.status, StatusCode::CREATED, "{}", bob.body);
+    assert_ne!(alice.body["run_id"], bob.body["run_id"]);
+    assert_eq!(alice.body["user_id"], "alice");
+    assert_eq!(bob.body["user_id"], "bob");
+    let again = call(&app, Some(BOB), Method::POST, launch, None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["run_id"], bob.body["run_id"], "bob's own run");
+    let keys: Vec<String> = sqlx::query_scalar("select idempotency_key from runs")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1], "the Executor sees two keys");
+    app.stop().await;
 }
 
 #[tokio::test]

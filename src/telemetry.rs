@@ -11,7 +11,8 @@
 //!   (`tick_batch`) and per launch attempt (`launch`, with run id, schedule id, attempt and
 //!   Executor status). A launch span's trace id is the run id, so all attempts of a run
 //!   form one trace, and its `traceparent` is what the Executor receives.
-//! - **Logs**: `tracing` with the level from `RUST_LOG` (default `info`), JSON lines when
+//! - **Logs**: `tracing` with the level from `RUST_LOG` (default `info`; the OpenTelemetry
+//!   SDK's own lines only from `warn` unless `RUST_LOG` names it), JSON lines when
 //!   stdout is not a terminal (production), human-readable when it is. JSON lines carry the
 //!   fields of the spans they happen in, so every log line of a launch has its run and
 //!   schedule ids.
@@ -280,9 +281,25 @@ impl Drop for TracingGuard {
 /// Installs the global subscriber: logs, and span export when an OTLP endpoint is set.
 /// Safe to call more than once (later calls do nothing). Call inside a Tokio runtime.
 pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) -> TracingGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,tower_http=warn,h2=warn,tonic=warn,hyper=warn")
-    });
+    // The OpenTelemetry SDK's own lifecycle lines ("MeterProvider dropped, initiating
+    // shutdown") say nothing to an operator: warnings only, unless `RUST_LOG` names it.
+    const QUIET_SDK: &str = "opentelemetry_sdk=warn,opentelemetry=warn";
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|spec| !spec.trim().is_empty())
+        .and_then(|spec| {
+            let spec = if spec.contains("opentelemetry") {
+                spec
+            } else {
+                format!("{QUIET_SDK},{spec}")
+            };
+            EnvFilter::try_new(spec).ok()
+        })
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!(
+                "info,sqlx=warn,tower_http=warn,h2=warn,tonic=warn,hyper=warn,{QUIET_SDK}"
+            ))
+        });
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

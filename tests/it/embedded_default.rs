@@ -1,5 +1,6 @@
 //! The binary with no database configured: it creates a local cluster, serves on the
-//! configured port, and a second start reuses the same data.
+//! configured port (on loopback only: authentication is off), a second start while it runs
+//! leaves it alone, and a later start reuses the same data.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -34,6 +35,7 @@ impl Drop for Service {
     }
 }
 
+/// The bare binary: only its folder and port are set (no host, no database, no tokens).
 fn start(data_dir: &std::path::Path, port: u16) -> Service {
     let log_path = data_dir.join(format!("service-{port}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -42,7 +44,6 @@ fn start(data_dir: &std::path::Path, port: u16) -> Service {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("SCHEDULER_DATA_DIR", data_dir)
         .env("SCHEDULER_PORT", port.to_string())
-        .env("SCHEDULER_HOST", "127.0.0.1")
         .stdin(Stdio::null())
         .env("RUST_LOG", "info")
         .stdout(log.try_clone().unwrap())
@@ -73,7 +74,33 @@ async fn wait_ready(http: &reqwest::Client, port: u16, service: &mut Service) {
     }
 }
 
-fn terminate(mut service: Service) {
+/// The addresses the kernel has a listening TCP socket on for `port` (`/proc/net/tcp` and
+/// `tcp6`), as hex `address` fields: `0100007F` is 127.0.0.1, `00000000` any address.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((addr, hex_port)) = local.split_once(':') else {
+                continue;
+            };
+            if *state == "0A" && u16::from_str_radix(hex_port, 16) == Ok(port) {
+                found.push(addr.to_owned());
+            }
+        }
+    }
+    found
+}
+
+fn log_of(service: &Service) -> String {
+    std::fs::read_to_string(&service.1).unwrap_or_default()
+}
+
+fn terminate(mut service: Service) -> String {
     let mut child = service.0.take().unwrap();
     signal::kill(
         Pid::from_raw(i32::try_from(child.id()).unwrap()),
@@ -84,7 +111,7 @@ fn terminate(mut service: Service) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "exit status after SIGTERM: {status}");
-            return;
+            return std::fs::read_to_string(&service.1).unwrap_or_default();
         }
         assert!(
             Instant::now() < deadline,
@@ -105,6 +132,17 @@ async fn serve_with_no_configuration_uses_and_reuses_an_embedded_database() {
 
     let mut first = start(dir.path(), port);
     wait_ready(&http, port, &mut first).await;
+    assert_eq!(
+        listening_addresses(port),
+        vec!["0100007F".to_owned()],
+        "with authentication off the bare binary listens on 127.0.0.1 only"
+    );
+    assert!(
+        log_of(&first).contains("listens on this machine only"),
+        "{}",
+        log_of(&first)
+    );
+    assert!(log_of(&first).contains("created a new embedded PostgreSQL cluster"));
     let created = http
         .post(format!("http://127.0.0.1:{port}/schedules/upsert"))
         .json(&json!({"schedule_id": "persisted", "workflow_id": "wf", "version": 1, "user_id": "u", "cron_expr": "0 0 * * *"}))
@@ -114,7 +152,46 @@ async fn serve_with_no_configuration_uses_and_reuses_an_embedded_database() {
     assert_eq!(created.status(), StatusCode::CREATED);
     let body: serde_json::Value = created.json().await.unwrap();
     assert_eq!(body["next_fire_times"].as_array().unwrap().len(), 5);
-    terminate(first);
+
+    // A second start in the same folder, while the first runs: it exits at once, naming
+    // the folder and the first process, and the first keeps serving from its database.
+    let intruder_port = free_port();
+    let mut intruder = start(dir.path(), intruder_port);
+    let mut child = intruder.0.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second start did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let said = log_of(&intruder);
+    assert!(!status.success(), "the second start fails: {said}");
+    let first_pid = first.0.as_ref().unwrap().id();
+    assert!(
+        said.contains("is in use by another process")
+            && said.contains(&format!("pid {first_pid}"))
+            && said.contains(&dir.path().display().to_string())
+            && said.contains("SCHEDULER_DATA_DIR"),
+        "{said}"
+    );
+    for _ in 0..3 {
+        let still = http
+            .get(format!("http://127.0.0.1:{port}/schedules/persisted"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(still.status(), StatusCode::OK, "the first keeps serving");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let said = terminate(first);
+    assert!(said.contains("embedded PostgreSQL stopped"), "{said}");
+    assert!(
+        !said.contains("MeterProvider"),
+        "no SDK chatter at the default level: {said}"
+    );
     assert!(dir.path().join("postgres/pgdata/PG_VERSION").exists());
     assert!(
         !dir.path().join("postgres/pgdata/postmaster.pid").exists(),
@@ -124,6 +201,7 @@ async fn serve_with_no_configuration_uses_and_reuses_an_embedded_database() {
     let port = free_port();
     let mut second = start(dir.path(), port);
     wait_ready(&http, port, &mut second).await;
+    assert!(log_of(&second).contains("reusing the embedded PostgreSQL cluster"));
     let again = http
         .get(format!("http://127.0.0.1:{port}/schedules/persisted"))
         .send()

@@ -42,9 +42,9 @@ pub enum ApiError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
-    /// 405.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// 405, saying what to use instead.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 413: the body, or one part of it (`field`), is over its limit.
     #[error("{} is larger than {limit} bytes", field.unwrap_or("request body"))]
     PayloadTooLarge {
@@ -107,7 +107,7 @@ impl ApiError {
             }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-            ApiError::MethodNotAllowed => {
+            ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
             }
             ApiError::PayloadTooLarge { field, .. } => (

@@ -1,6 +1,8 @@
 //! Request extractors that answer in the API's error format: a body that is not JSON is
 //! 400 `malformed_json`; JSON of the wrong shape is 422 naming the field; a body over the
-//! limit is 413; a query parameter of the wrong type is 422 naming the parameter.
+//! limit is 413; a query parameter of the wrong type is 422 naming the parameter, and so is
+//! one the endpoint does not take ([`refuse_unknown_query`]: a typo such as `?userid=`
+//! must not silently widen a listing).
 
 use axum::{
     body::Bytes,
@@ -76,10 +78,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             path
         };
-        let message = format!("{field}: {}", strip_position(&inner));
+        let mut message = format!("{field}: {}", strip_position(&inner));
+        if INSTANT_FIELDS.contains(&field.as_str()) {
+            message.push_str(
+                "; expected an RFC 3339 time with a zone, e.g. \"2030-01-01T00:00:00Z\" or \
+                 \"2030-01-01T09:00:00+02:00\"",
+            );
+        }
         ApiError::invalid(field, message)
     })
 }
+
+/// The body fields that hold instants (`DateTime<Utc>`): their parse errors ("premature
+/// end of input") say what a valid value looks like.
+const INSTANT_FIELDS: [&str; 4] = ["start_at", "end_at", "from", "to"];
 
 /// serde_json appends " at line L column C", meaningless once decoded from a `Value`.
 fn strip_position(message: &str) -> &str {
@@ -110,6 +122,75 @@ where
                 message: format!("the query string is malformed: {e}"),
             })
     }
+}
+
+/// The query parameters each documented operation takes, by (method, route template),
+/// read once from the OpenAPI document: the one list of them, so the check and the docs
+/// cannot disagree.
+static QUERY_PARAMS: std::sync::LazyLock<std::collections::HashMap<(String, String), Vec<String>>> =
+    std::sync::LazyLock::new(|| {
+        use utoipa::{OpenApi, openapi::path::ParameterIn};
+        let doc = super::ApiDoc::openapi();
+        let mut map = std::collections::HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            let operations = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let names = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Query)
+                    .map(|p| p.name.clone())
+                    .collect();
+                map.insert((method.to_owned(), path.clone()), names);
+            }
+        }
+        map
+    });
+
+/// Middleware: a query parameter the matched operation does not take is 422 naming it
+/// (with the ones it does take). Routes outside the OpenAPI document (`/docs`) are left
+/// alone.
+pub async fn refuse_unknown_query(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let (Some(query), Some(route)) = (
+        req.uri().query().filter(|q| !q.is_empty()),
+        req.extensions().get::<axum::extract::MatchedPath>(),
+    ) {
+        let key = (req.method().as_str().to_owned(), route.as_str().to_owned());
+        if let Some(known) = QUERY_PARAMS.get(&key) {
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_str(query).unwrap_or_default();
+            if let Some((name, _)) = pairs.iter().find(|(k, _)| !known.contains(k)) {
+                let takes = if known.is_empty() {
+                    "it takes no query parameters".to_owned()
+                } else {
+                    format!("it takes {}", known.join(", "))
+                };
+                return ApiError::invalid(
+                    name.clone(),
+                    format!(
+                        "unknown query parameter {} for {} {}: {takes}",
+                        super::error::quoted(name),
+                        key.0,
+                        key.1
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Parses an optional query parameter with `parse`, naming `field` when it fails.

@@ -60,14 +60,14 @@ async fn fetch_run(pool: &PgPool, run_id: Uuid) -> ApiResult<Run> {
 #[into_params(parameter_in = Query)]
 pub struct ManualLaunchQuery {
     /// Workflow to launch (required).
-    #[param(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[param(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$")]
     workflow_id: Option<String>,
     /// Its version, at least 1 (required).
     #[param(value_type = i32, required = true, minimum = 1)]
     version: Option<String>,
     /// On whose behalf (required; a `user` token may only name itself, and may leave it
     /// out).
-    #[param(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[param(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$")]
     user_id: Option<String>,
     /// The logical time of the run, RFC 3339; default now.
     #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
@@ -119,7 +119,7 @@ pub async fn manual_launch(
     let scheduled_for = parse_param(
         q.scheduled_for.as_deref(),
         "scheduled_for",
-        "an RFC 3339 time",
+        "an RFC 3339 time with a zone, e.g. 2030-01-01T00:00:00Z",
         |v| v.parse::<DateTime<Utc>>().ok(),
     )?;
     if let Some(t) = scheduled_for {

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(extract::refuse_unknown_query))
         .layer(axum::middleware::from_fn_with_state(
             auth::Guard::new(state.config.clone()),
             auth::guard,
@@ -144,8 +145,19 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let hint = match (method.as_str(), path.trim_end_matches('/')) {
+        ("POST" | "PUT", "/schedules") => {
+            "; to create or update a schedule, POST /schedules/upsert with the schedule as JSON"
+        }
+        ("PUT" | "POST" | "PATCH", p) if p.starts_with("/schedules/") => {
+            "; to change a schedule, POST /schedules/upsert with its schedule_id in the body \
+             (or POST /schedules/{id}/pause, /unpause, /trigger, /backfill)"
+        }
+        _ => "; GET /openapi.json (or /docs) lists the methods each path takes",
+    };
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {path}{hint}"))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

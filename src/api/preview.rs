@@ -10,7 +10,7 @@ use super::{
     error::{ApiError, ApiResult, ErrorBody},
     extract::JsonBody,
 };
-use crate::schedules::CronSpec;
+use crate::schedules::{CronSpec, Window, model::check_fires_after};
 
 /// Most fire times one preview returns.
 pub const MAX_PREVIEW_COUNT: i64 = 100;
@@ -54,7 +54,8 @@ pub struct PreviewResponse {
     pub next: Vec<FireTime>,
 }
 
-/// Describe a cron expression and list its next fire times.
+/// Describe a cron expression and list its next fire times. An expression that never
+/// fires from `from` on (`0 0 30 2 *`) is 422, as it is for an upsert.
 #[utoipa::path(
     post, path = "/cron/preview", tag = "cron",
     request_body = PreviewRequest,
@@ -79,6 +80,15 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         ));
     }
     let from = req.from.unwrap_or_else(Utc::now);
+    // The same rule as an upsert: an expression that never fires is refused, not answered
+    // with an empty list.
+    let window = Window {
+        spec,
+        start_at: None,
+        end_at: None,
+    };
+    check_fires_after(&window, from).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let spec = window.spec;
     let tz = spec.timezone();
     let next = spec
         .iter_from(from)

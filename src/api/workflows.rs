@@ -56,7 +56,7 @@ fn path_key(workflow_id: &str, version: &str) -> ApiResult<(String, i32)> {
 #[utoipa::path(
     put, path = "/workflows/{workflow_id}/versions/{version}", tag = "workflows",
     params(
-        ("workflow_id" = String, Path, description = "Workflow id", min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"),
+        ("workflow_id" = String, Path, description = "Workflow id", min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$"),
         ("version" = i32, Path, description = "Version, at least 1", minimum = 1),
     ),
     request_body(content = Object, description = "The DAG document"),
@@ -140,7 +140,7 @@ pub async fn put_workflow_version(
 #[utoipa::path(
     get, path = "/workflows/{workflow_id}/versions/{version}", tag = "workflows",
     params(
-        ("workflow_id" = String, Path, description = "Workflow id", min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"),
+        ("workflow_id" = String, Path, description = "Workflow id", min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$"),
         ("version" = i32, Path, description = "Version, at least 1", minimum = 1),
     ),
     responses(

@@ -71,7 +71,7 @@ pub struct EmbeddedPostgres {
     /// Whether the cluster existed before this start (its data is reused).
     reused: bool,
     /// The folder's owner lock, held while this value lives.
-    _owner: fs::File,
+    _owner: nix::fcntl::Flock<fs::File>,
 }
 
 const SUPERUSER: &str = "scheduler";
@@ -339,19 +339,20 @@ impl EmbeddedPostgres {
 }
 
 /// Takes the folder's exclusive owner lock, or says who holds it.
-fn lock_owner(dir: &Path) -> anyhow::Result<fs::File> {
+fn lock_owner(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<fs::File>> {
     use std::io::{Read, Seek, Write};
     let path = dir.join("owner.lock");
-    let mut file = fs::OpenOptions::new()
+    let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
+    let mut file = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
+        Ok(locked) => locked,
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
             let mut owner = String::new();
             let _ = file.read_to_string(&mut owner);
             let owner = owner.trim();
@@ -367,10 +368,10 @@ fn lock_owner(dir: &Path) -> anyhow::Result<fs::File> {
                 dir.display()
             );
         }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        Err((_, errno)) => {
+            return Err(errno).with_context(|| format!("cannot lock {}", path.display()));
         }
-    }
+    };
     file.set_len(0)?;
     file.rewind()?;
     write!(file, "pid {}", std::process::id())?;

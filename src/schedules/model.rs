@@ -63,14 +63,14 @@ pub struct ScheduleRequest {
     /// Optional on create; `[A-Za-z0-9._:-]{1,128}`. An existing id replaces that schedule.
     #[schema(example = "nightly-report", pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub schedule_id: Option<String>,
-    #[schema(example = "report", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(example = "report", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$")]
     pub workflow_id: Option<String>,
     /// Workflow version, at least 1.
     #[schema(example = 1, value_type = i64, required, minimum = 1, maximum = 2147483647)]
     #[serde(default, deserialize_with = "deserialize_integer")]
     pub version: Option<i64>,
     /// The user the schedule runs as (a `user` token may only name itself).
-    #[schema(example = "alice", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(example = "alice", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$")]
     pub user_id: Option<String>,
     /// 5 fields (minute first) or 6 fields (second first), or an `@daily`-style alias.
     #[schema(example = "0 0 * * *", value_type = String, required, min_length = 1, max_length = 256)]
@@ -213,6 +213,13 @@ pub fn validate_name(value: &str, field: &'static str) -> Result<(), FieldError>
         return Err(FieldError::new(
             field,
             format!("{field} must not contain control characters"),
+        ));
+    }
+    // `\u{feff}` too: the OpenAPI pattern's `\s` (ECMAScript) counts it as a space.
+    if value.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}') != value {
+        return Err(FieldError::new(
+            field,
+            format!("{field} {value:?} has leading or trailing whitespace: remove it"),
         ));
     }
     Ok(())

@@ -30,6 +30,140 @@ const YEAR_LAST: i64 = 95_617_584_000;
 /// Longest cron expression accepted; longer input is refused before parsing.
 pub const MAX_CRON_LEN: usize = 256;
 
+/// What a valid expression looks like, for error messages.
+const EXPECTED_CRON: &str = "expected 5 fields \"minute hour day-of-month month day-of-week\" \
+     (minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-7 or \
+     SUN-SAT, 0 and 7 are Sunday), e.g. \"30 2 * * MON-FRI\"; 6 fields with a leading \
+     second (0-59); or one of the aliases @yearly, @annually, @monthly, @weekly, @daily, \
+     @hourly";
+
+/// The aliases croner knows.
+const ALIASES: [&str; 6] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@hourly",
+];
+
+/// A cron field: its name and the range of its numbers.
+struct FieldKind {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    plural: &'static str,
+}
+
+const SECOND: FieldKind = FieldKind {
+    name: "second",
+    min: 0,
+    max: 59,
+    plural: "seconds are 0-59",
+};
+const FIELDS: [FieldKind; 5] = [
+    FieldKind {
+        name: "minute",
+        min: 0,
+        max: 59,
+        plural: "minutes are 0-59",
+    },
+    FieldKind {
+        name: "hour",
+        min: 0,
+        max: 23,
+        plural: "hours are 0-23",
+    },
+    FieldKind {
+        name: "day-of-month",
+        min: 1,
+        max: 31,
+        plural: "days of the month are 1-31 (or L, W)",
+    },
+    FieldKind {
+        name: "month",
+        min: 1,
+        max: 12,
+        plural: "months are 1-12 or JAN-DEC",
+    },
+    FieldKind {
+        name: "day-of-week",
+        min: 0,
+        max: 7,
+        plural: "days of the week are 0-7 or SUN-SAT, 0 and 7 are Sunday",
+    },
+];
+
+/// Checks what croner reports badly or accepts although it is malformed: the field count,
+/// unknown aliases, empty list elements (`1,,2`), numbers out of their field's range and
+/// zero steps, each named by its field. The rest (names, `L`, `W`, `#`) is croner's.
+fn check_fields(expr: &str) -> Result<(), String> {
+    if expr.starts_with('@') {
+        if ALIASES.iter().any(|a| a.eq_ignore_ascii_case(expr)) {
+            return Ok(());
+        }
+        let hint = if expr.eq_ignore_ascii_case("@midnight") {
+            " (@midnight is @daily)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "cron_expr alias {expr:?} is not supported{hint}: the aliases are @yearly, \
+             @annually, @monthly, @weekly, @daily and @hourly"
+        ));
+    }
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let kinds: Vec<&FieldKind> = match fields.len() {
+        5 => FIELDS.iter().collect(),
+        6 => std::iter::once(&SECOND).chain(FIELDS.iter()).collect(),
+        n => {
+            return Err(format!(
+                "cron_expr {expr:?} has {n} fields; {EXPECTED_CRON}"
+            ));
+        }
+    };
+    for (field, kind) in fields.iter().zip(kinds) {
+        for element in field.split(',') {
+            if element.is_empty() {
+                return Err(format!(
+                    "cron_expr {expr:?}: the {} field {field:?} has an empty list element \
+                     (a comma with nothing on one side); list values as \"1,2,5\"",
+                    kind.name
+                ));
+            }
+            let (base, step) = match element.split_once('/') {
+                Some((base, step)) => (base, Some(step)),
+                None => (element, None),
+            };
+            if let Some(step) = step {
+                if step.parse::<u32>().is_ok_and(|s| s == 0) {
+                    return Err(format!(
+                        "cron_expr {expr:?}: the {} field {field:?} has a step of 0; a step is \
+                         at least 1, as in \"*/5\"",
+                        kind.name
+                    ));
+                }
+            }
+            let numbers: Vec<&str> = match base.split_once('-') {
+                Some((a, b)) => vec![a, b],
+                None => vec![base],
+            };
+            for n in numbers {
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                    let value = n.parse::<u32>().unwrap_or(u32::MAX);
+                    if value < kind.min || value > kind.max {
+                        return Err(format!(
+                            "cron_expr {expr:?}: {n} is out of range in the {} field ({})",
+                            kind.name, kind.plural
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why a cron expression or timezone was refused, and which field it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -61,32 +195,34 @@ impl CronSpec {
     /// Parses `expr` in the IANA zone `timezone`.
     pub fn parse(expr: &str, timezone: &str) -> Result<Self, SpecError> {
         let tz = parse_timezone(timezone)?;
-        let expr = expr.trim();
         let invalid = |message: String| SpecError {
             field: "cron_expr",
             message,
         };
-        if expr.is_empty() {
-            return Err(invalid("cron_expr is empty".into()));
+        if expr.trim().is_empty() {
+            return Err(invalid(format!("cron_expr is empty: {EXPECTED_CRON}")));
         }
         if expr.len() > MAX_CRON_LEN {
             return Err(invalid(format!(
                 "cron_expr is longer than {MAX_CRON_LEN} characters"
             )));
         }
-        let fields = expr.split_whitespace().count();
-        if !expr.starts_with('@') && !(5..=6).contains(&fields) {
+        if expr.trim() != expr {
             return Err(invalid(format!(
-                "cron_expr has {fields} fields; expected 5 (minute hour day-of-month month \
-                 day-of-week) or 6 (second minute hour day-of-month month day-of-week)"
+                "cron_expr {expr:?} has leading or trailing whitespace: remove it"
             )));
         }
+        check_fields(expr).map_err(invalid)?;
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build()
             .parse(expr)
-            .map_err(|e| invalid(format!("cron_expr {expr:?} is not valid: {e}")))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "cron_expr {expr:?} is not valid ({e}): {EXPECTED_CRON}"
+                ))
+            })?;
         Ok(Self {
             expr: expr.to_owned(),
             cron,
@@ -230,7 +366,16 @@ pub fn parse_timezone(name: &str) -> Result<Tz, SpecError> {
     if name.len() > MAX_TIMEZONE_LEN {
         return Err(refuse());
     }
-    Tz::from_str(name.trim()).map_err(|_| refuse())
+    if name.trim() != name {
+        return Err(SpecError {
+            field: "timezone",
+            message: format!(
+                "timezone {} has leading or trailing whitespace: remove it (e.g. \"UTC\")",
+                crate::api::error::quoted(name)
+            ),
+        });
+    }
+    Tz::from_str(name).map_err(|_| refuse())
 }
 
 /// Longest timezone name accepted.

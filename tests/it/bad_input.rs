@@ -517,3 +517,199 @@ async fn client_errors_never_leak_internals() {
         "{text}"
     );
 }
+
+/// A request, and the status, field and words of its expected error.
+type ExpectedError<'a> = (
+    (Method, String, Option<String>),
+    u16,
+    Option<&'a str>,
+    Vec<&'a str>,
+);
+
+/// Malformed forms that a lenient parser would take are refused with the field named, and
+/// preview and upsert agree; every message says what a valid value looks like.
+#[tokio::test]
+async fn input_errors_name_the_field_and_show_a_valid_value() {
+    let app = TestApp::spawn().await;
+    app.create_schedule(json!({"schedule_id": "existing"}))
+        .await;
+    let before = snapshot(&app.pool).await;
+    let preview = |expr: &str, tz: &str| json!({"cron_expr": expr, "timezone": tz}).to_string();
+    let post = |path: &str, body: String| (Method::POST, path.to_owned(), Some(body));
+    // (request, status, field, words the message must contain)
+    let cases: Vec<ExpectedError> = vec![
+        (
+            post(
+                "/schedules/upsert",
+                with("cron_expr", json!("1,,2 * * * *")),
+            ),
+            422,
+            Some("cron_expr"),
+            vec!["minute", "empty list element", "1,2,5"],
+        ),
+        (
+            post("/cron/preview", preview("1,,2 * * * *", "UTC")),
+            422,
+            Some("cron_expr"),
+            vec!["empty list element"],
+        ),
+        (
+            post(
+                "/schedules/upsert",
+                with("cron_expr", json!("0 1,2, * * *")),
+            ),
+            422,
+            Some("cron_expr"),
+            vec!["hour", "empty list element"],
+        ),
+        (
+            post("/schedules/upsert", with("timezone", json!("UTC "))),
+            422,
+            Some("timezone"),
+            vec!["whitespace"],
+        ),
+        (
+            post("/cron/preview", preview("0 * * * *", "UTC ")),
+            422,
+            Some("timezone"),
+            vec!["whitespace"],
+        ),
+        (
+            post("/schedules/upsert", with("user_id", json!(" alice"))),
+            422,
+            Some("user_id"),
+            vec!["whitespace"],
+        ),
+        (
+            post("/cron/preview", preview("0 0 30 2 *", "UTC")),
+            422,
+            Some("cron_expr"),
+            vec!["no future fire time"],
+        ),
+        (
+            post("/schedules/upsert", with("cron_expr", json!("0 0 30 2 *"))),
+            422,
+            Some("cron_expr"),
+            vec!["no future fire time"],
+        ),
+        (
+            post("/schedules/upsert", with("cron_expr", json!("60 * * * *"))),
+            422,
+            Some("cron_expr"),
+            vec!["60", "minute", "0-59"],
+        ),
+        (
+            post("/schedules/upsert", with("cron_expr", json!("0 0 * 13 *"))),
+            422,
+            Some("cron_expr"),
+            vec!["13", "month", "1-12", "JAN-DEC"],
+        ),
+        (
+            post("/schedules/upsert", with("cron_expr", json!("*/0 * * * *"))),
+            422,
+            Some("cron_expr"),
+            vec!["step of 0"],
+        ),
+        (
+            post("/schedules/upsert", with("cron_expr", json!("@midnight"))),
+            422,
+            Some("cron_expr"),
+            vec!["@midnight", "@daily", "@hourly", "@yearly"],
+        ),
+        (
+            post(
+                "/schedules/upsert",
+                with("cron_expr", json!("every tuesday")),
+            ),
+            422,
+            Some("cron_expr"),
+            vec!["2 fields", "minute hour day-of-month month day-of-week"],
+        ),
+        (
+            post(
+                "/schedules/upsert",
+                with("end_at", json!("2030-01-01 00:00:00")),
+            ),
+            422,
+            Some("end_at"),
+            vec!["RFC 3339", "2030-01-01T00:00:00Z"],
+        ),
+        (
+            post(
+                "/run-launcher/start?workflow_id=wf&version=1&user_id=u&scheduled_for=tomorrow",
+                String::new(),
+            ),
+            422,
+            Some("scheduled_for"),
+            vec!["RFC 3339", "2030-01-01T00:00:00Z"],
+        ),
+        (
+            (Method::GET, "/schedules?userid=bob".into(), None),
+            422,
+            Some("userid"),
+            vec!["unknown query parameter", "user_id"],
+        ),
+        (
+            (Method::GET, "/schedules/existing?verbose=1".into(), None),
+            422,
+            Some("verbose"),
+            vec!["takes no query parameters"],
+        ),
+        (
+            (
+                Method::GET,
+                "/schedules/existing/runs?stauts=failed".into(),
+                None,
+            ),
+            422,
+            Some("stauts"),
+            vec!["status"],
+        ),
+        (
+            (Method::POST, "/schedules".into(), Some(valid().to_string())),
+            405,
+            None,
+            vec!["POST /schedules/upsert"],
+        ),
+        (
+            (
+                Method::PUT,
+                "/schedules/existing".into(),
+                Some(valid().to_string()),
+            ),
+            405,
+            None,
+            vec!["POST /schedules/upsert"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for ((method, path, body), status, field, words) in &cases {
+        let (got, answer) = app.send_raw(method.clone(), path, body.clone()).await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        let missing: Vec<&&str> = words.iter().filter(|w| !message.contains(**w)).collect();
+        if got.as_u16() != *status
+            || answer["error"]["field"].as_str() != *field
+            || !missing.is_empty()
+        {
+            failures.push(format!(
+                "{method} {path} {body:?}: expected {status} {field:?} with {words:?}, got {got} {answer}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(snapshot(&app.pool).await, before, "nothing changed");
+    // Still valid: the aliases croner knows, and spaces between fields.
+    for expr in [
+        "@daily",
+        "@ANNUALLY",
+        "0  0 * * MON-FRI",
+        "0 0 L * *",
+        "0 12 * * 5#3",
+    ] {
+        let (status, body) = app
+            .send_raw(Method::POST, "/cron/preview", Some(preview(expr, "UTC")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{expr}: {body}");
+    }
+    app.stop().await;
+}

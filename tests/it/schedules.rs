@@ -142,6 +142,31 @@ async fn a_schedule_past_its_end_is_completed() {
     let (_, s) = app.get("/schedules/short").await;
     assert_eq!(s["status"], "completed", "{s}");
     assert_eq!(times(&s), Vec::<DateTime<Utc>>::new());
+
+    // Pausing or unpausing a schedule with no future fire time is accepted (a switch, not
+    // a spec change): 200, and it stays `completed`, firing nothing.
+    let runs_before = app.get("/schedules/short/runs").await.1["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    for paused in [true, false] {
+        let (status, s) = app
+            .post("/schedules/short/pause", json!({"paused": paused}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        assert_eq!(s["status"], "completed", "{s}");
+        assert_eq!(s["paused"], paused, "{s}");
+        assert_eq!(times(&s), Vec::<DateTime<Utc>>::new());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let runs_after = app.get("/schedules/short/runs").await.1["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        runs_after, runs_before,
+        "an unpaused completed schedule fires nothing"
+    );
 }
 
 #[tokio::test]

@@ -74,6 +74,9 @@ pub struct Metrics {
     pub is_leader: Gauge<u64>,
     /// `scheduler_leader_elections_total`: elections this replica won.
     pub leader_elections: Counter<u64>,
+    /// `scheduler_tick_batches_total{claimed}`: the leader's claim transactions, by whether
+    /// they claimed any schedule (`some`) or none (`none`).
+    pub tick_batches: Counter<u64>,
     /// `scheduler_http_requests_total{route,status}`.
     pub http_requests: Counter<u64>,
     /// `scheduler_http_request_duration_seconds{route}`.
@@ -147,6 +150,10 @@ impl Metrics {
             leader_elections: meter
                 .u64_counter("scheduler_leader_elections")
                 .with_description("Elections this replica won")
+                .build(),
+            tick_batches: meter
+                .u64_counter("scheduler_tick_batches")
+                .with_description("Leader claim transactions, by whether they claimed any schedule")
                 .build(),
             http_requests: meter
                 .u64_counter("scheduler_http_requests")

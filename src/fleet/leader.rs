@@ -335,6 +335,7 @@ async fn lead(
     let mut ticker = ticker::Ticker::new(settings.tick.clone());
     let mut last_ok = Instant::now();
     let mut due_in_pass = 0usize;
+    let mut locked_passes = 0u32;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -378,11 +379,14 @@ async fn lead(
             Duration::MAX
         };
         last_ok = Instant::now();
-        // Something due but nothing claimed (every due schedule is locked by an API call):
-        // wait a little instead of spinning.
-        let floor = if outcome.claimed == 0 {
-            Duration::from_millis(20)
+        // Something due but nothing claimed (every due schedule is locked by API calls, or
+        // by a stuck transaction): back off, doubling from 20 ms to 1 s, instead of
+        // spinning; the first batch that claims something resets it.
+        let floor = if outcome.claimed == 0 && until_next.is_zero() {
+            locked_passes += 1;
+            locked_backoff(locked_passes)
         } else {
+            locked_passes = 0;
             Duration::ZERO
         };
         let sleep = until_next.max(floor).min(settings.heartbeat());
@@ -409,5 +413,24 @@ async fn lead(
                 }
             }
         }
+    }
+}
+
+/// How long the leader waits after its `passes`-th pass in a row that found schedules due
+/// but could claim none (all locked): 20 ms, doubling, at most 1 s.
+fn locked_backoff(passes: u32) -> Duration {
+    let doublings = passes.saturating_sub(1).min(6);
+    (Duration::from_millis(20) * 2u32.pow(doublings)).min(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn locked_passes_back_off_from_20_ms_to_1_s() {
+        let waits: Vec<u128> = (1..=9).map(|n| locked_backoff(n).as_millis()).collect();
+        assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(locked_backoff(u32::MAX), Duration::from_secs(1));
     }
 }

@@ -228,6 +228,10 @@ impl Ticker {
             due.append(&mut early);
         }
         outcome.claimed = due.len();
+        let claimed = if due.is_empty() { "none" } else { "some" };
+        metrics
+            .tick_batches
+            .add(1, &[KeyValue::new("claimed", claimed)]);
         if due.is_empty() {
             tx.commit().await?;
             return Ok(outcome);

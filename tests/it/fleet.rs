@@ -482,3 +482,61 @@ async fn a_schedule_stops_at_its_end_and_completes() {
     assert_eq!(next_due, None);
     app.stop().await;
 }
+
+/// The leader's claim transactions so far with `claimed="none"` or `"some"`, from
+/// `/metrics`.
+async fn tick_batches(app: &TestApp, claimed: &str) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("scheduler_tick_batches_total{")
+                && l.contains(&format!("claimed=\"{claimed}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A due schedule whose row an API call (here: a transaction that does not end) holds
+/// locked cannot be claimed: the leader backs off (20 ms doubling to 1 s) instead of
+/// retrying every 20 ms, and claims it as soon as the lock is gone.
+#[tokio::test]
+async fn the_leader_backs_off_while_every_due_schedule_is_locked() {
+    let app = TestApp::spawn_with(fleet_config).await;
+    app.create_schedule(json!({"schedule_id": "held", "cron_expr": "* * * * * *"}))
+        .await;
+    wait_for("the first ticks", Duration::from_secs(10), || async {
+        tick_batches(&app, "some").await >= 1.0
+    })
+    .await;
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from schedules where schedule_id = 'held' for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    // Let the leader use up the ticks it wrote ahead, so the schedule is due and locked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = tick_batches(&app, "none").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let empty = tick_batches(&app, "none").await - before;
+    // Retrying every 20 ms would be about 200 empty passes in 4 s; the backoff makes it
+    // a handful (at 1 s apart once backed off, plus heartbeats).
+    assert!(
+        (1.0..=15.0).contains(&empty),
+        "{empty} empty claim passes in 4 s while the schedule was locked"
+    );
+    let claimed = tick_batches(&app, "some").await;
+    holder.rollback().await.unwrap();
+    wait_for("claimed once unlocked", Duration::from_secs(5), || async {
+        tick_batches(&app, "some").await > claimed
+    })
+    .await;
+    app.stop().await;
+}

@@ -209,6 +209,10 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// `SCHEDULER_WORKFLOW_WRITERS`: `admin` (default) or `any`; see [`WorkflowWriters`].
     pub workflow_writers: WorkflowWriters,
+    /// `SCHEDULER_DAG_CACHE_BYTES`: memory each replica's launcher keeps parsed DAGs in,
+    /// least recently used first out. Default `67108864` (64 MiB); from 0 (no cache: every
+    /// launch reads its DAG) to 17179869184 (16 GiB).
+    pub dag_cache_bytes: u64,
 }
 
 impl Config {
@@ -401,6 +405,16 @@ impl Config {
                     "admin" => Ok(WorkflowWriters::Admin),
                     "any" => Ok(WorkflowWriters::Any),
                     _ => Err("admin (only admin tokens store workflow versions) or any"),
+                },
+            )?,
+            dag_cache_bytes: env.parse_with(
+                "SCHEDULER_DAG_CACHE_BYTES",
+                crate::launcher::dags::DEFAULT_CACHE_BYTES,
+                |v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n <= 16 << 30)
+                        .ok_or("a byte count from 0 to 17179869184")
                 },
             )?,
         };

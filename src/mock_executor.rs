@@ -79,6 +79,17 @@ pub struct Received {
     pub authorization: bool,
     /// The answer given.
     pub status: u16,
+    pub workflow_id: Option<String>,
+    /// [`dag_digest`] of the DAG the request carried (`None` without one).
+    pub dag_digest: Option<String>,
+}
+
+/// A short fingerprint of a DAG document: the first 16 hex digits of the SHA-256 of its
+/// compact JSON. Tests compare it with the DAG they stored.
+pub fn dag_digest(dag: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(dag.to_string().as_bytes());
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -237,6 +248,10 @@ struct LaunchBody {
     scheduled_for: Option<DateTime<Utc>>,
     #[serde(default)]
     attempt: i64,
+    #[serde(default)]
+    workflow_id: Option<String>,
+    #[serde(default)]
+    dag: Option<serde_json::Value>,
 }
 
 fn random_fraction() -> f64 {
@@ -267,6 +282,7 @@ async fn receive(
         inner.stats.bad_requests += 1;
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": "a JSON launch body and an Idempotency-Key are required"}))).into_response();
     };
+    let digest = launch.dag.as_ref().map(dag_digest);
     let fail = behaviour
         .fail_status
         .filter(|_| behaviour.fail_fraction <= 0.0 || random_fraction() < behaviour.fail_fraction);
@@ -303,6 +319,8 @@ async fn receive(
         traceparent: header("traceparent"),
         authorization: headers.contains_key(header::AUTHORIZATION),
         status: status.as_u16(),
+        workflow_id: launch.workflow_id,
+        dag_digest: digest,
     });
     inner.last_body = serde_json::from_slice(&body).ok();
     let callback_to = (status == StatusCode::ACCEPTED)

@@ -215,6 +215,8 @@ fn local_instant(anchor: Instant, db_now: DateTime<Utc>, at: DateTime<Utc>) -> I
 struct Sender {
     client: Arc<ExecutorClient>,
     dags: Arc<DagCache>,
+    /// For DAGs evicted between claim and send.
+    pool: PgPool,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     held: Arc<Held>,
@@ -236,7 +238,8 @@ impl Sender {
             .await
             .expect("semaphore never closed");
         if self.held.take_for_sending(run.run_id, self.need) {
-            let outcome = launch_one(&self.client, &self.dags, &self.metrics, &run).await;
+            let outcome =
+                launch_one(&self.client, &self.dags, &self.pool, &self.metrics, &run).await;
             let _ = self.outcomes.send(Recorded {
                 run_id: run.run_id,
                 attempt: run.attempt,
@@ -271,7 +274,8 @@ pub async fn run(
     ));
     let sender = Arc::new(Sender {
         client,
-        dags: Arc::new(DagCache::default()),
+        dags: Arc::new(DagCache::new(settings.dag_cache_bytes)),
+        pool: pool.clone(),
         metrics: metrics.clone(),
         permits: Arc::new(Semaphore::new(settings.concurrency)),
         held: held.clone(),

@@ -78,6 +78,8 @@ pub struct LaunchSettings {
     pub run_timeout: Duration,
     /// Longest sleep between passes when nothing is due (notifications wake it earlier).
     pub idle_poll: Duration,
+    /// Bound on the parsed DAGs kept in memory ([`dags::DagCache`]).
+    pub dag_cache_bytes: u64,
 }
 
 impl LaunchSettings {
@@ -95,6 +97,7 @@ impl LaunchSettings {
             backoff_max: config.launch_backoff_max,
             run_timeout: config.run_timeout,
             idle_poll: Duration::from_millis(1000),
+            dag_cache_bytes: config.dag_cache_bytes,
         }
     }
 

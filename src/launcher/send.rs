@@ -61,20 +61,32 @@ fn span_traceparent(span: &tracing::Span, run_id: Uuid) -> String {
 pub async fn launch_one(
     client: &ExecutorClient,
     dags: &DagCache,
+    pool: &sqlx::PgPool,
     metrics: &Metrics,
     run: &Claimed,
 ) -> Outcome {
     let span = launch_span(run);
     async {
-        let Some(dag) = dags.get(&run.workflow_id, run.version) else {
-            tracing::warn!("launch failed: no DAG stored for this workflow version");
-            return Outcome::Reject {
-                error: format!(
-                    "workflow {:?} version {} not found",
-                    run.workflow_id, run.version
-                ),
-                reason: "workflow_not_found",
-            };
+        let dag = match dags.get_or_load(pool, &run.workflow_id, run.version).await {
+            Ok(Some(dag)) => dag,
+            Ok(None) => {
+                tracing::warn!("launch failed: no DAG stored for this workflow version");
+                return Outcome::Reject {
+                    error: format!(
+                        "workflow {:?} version {} not found",
+                        run.workflow_id, run.version
+                    ),
+                    reason: "workflow_not_found",
+                };
+            }
+            // Not the run's fault: retried like an Executor outage.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the run's DAG; retrying");
+                return Outcome::Retry {
+                    error: format!("cannot read the workflow's DAG from the database: {e}"),
+                    retry_after: None,
+                };
+            }
         };
         let request = LaunchRequest {
             run_id: run.run_id,

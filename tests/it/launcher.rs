@@ -954,3 +954,75 @@ async fn backfill_revives_lost_ticks_with_a_new_key_and_leaves_the_rest() {
     );
     app.stop().await;
 }
+
+/// Many distinct workflow versions in flight at once, with a DAG cache far smaller than
+/// their DAGs: entries are evicted between a batch's claim and its sends, and every run
+/// still reaches the Executor with its own DAG (a miss reads the database again), none
+/// ends `workflow_not_found`. (Before, the cache was cleared wholesale past 10,000 entries
+/// and the claimed runs whose DAGs went with it failed at once.)
+#[tokio::test]
+async fn twenty_thousand_workflow_versions_in_flight_lose_no_run_to_a_missing_dag() {
+    const N: i64 = 20_000;
+    let mock = Mock::start(Behaviour::default()).await;
+    let app = TestApp::spawn_with(|c| {
+        launch_config(c, &mock.url);
+        c.dag_cache_bytes = 64 << 10;
+    })
+    .await;
+    sqlx::query(
+        "insert into workflow_versions (workflow_id, version, dag) \
+         select 'wf-' || i, 1, jsonb_build_object('n', i, 'pad', repeat('x', 200)) \
+         from generate_series(1, $1) i",
+    )
+    .bind(N)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into runs (run_id, schedule_id, scheduled_for, fire_at, status, trigger, \
+           workflow_id, version, user_id, idempotency_key) \
+         select k.id, null, now(), now(), 'pending', 'manual', 'wf-' || k.i, 1, 'u', k.id::text \
+         from (select gen_random_uuid() as id, i from generate_series(1, $1) i) k",
+    )
+    .bind(N)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("select pg_notify('scheduler_runs', '')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    wait_for(
+        "every run launched or failed",
+        Duration::from_secs(120),
+        || async {
+            count(
+                &app.pool,
+                "select count(*) from runs where status not in ('pending', 'launching')",
+            )
+            .await
+                == N
+        },
+    )
+    .await;
+    let failed = count(
+        &app.pool,
+        "select count(*) from runs where status = 'failed_launch'",
+    )
+    .await;
+    assert_eq!(failed, 0, "no run failed for want of its DAG");
+    let received = mock.mock.received();
+    assert_eq!(received.len(), usize::try_from(N).unwrap());
+    for r in &received {
+        let workflow = r.workflow_id.as_deref().unwrap();
+        let n: i64 = workflow.trim_start_matches("wf-").parse().unwrap();
+        let stored = json!({"n": n, "pad": "x".repeat(200)});
+        assert_eq!(
+            r.dag_digest.as_deref(),
+            Some(cron_scheduler::mock_executor::dag_digest(&stored).as_str()),
+            "run {} got the DAG of {workflow}",
+            r.run_id
+        );
+    }
+    app.stop().await;
+}

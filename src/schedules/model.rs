@@ -112,6 +112,9 @@ pub struct ScheduleRequest {
     #[schema(ignore)]
     #[serde(default)]
     pub updated_at: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub warnings: Option<IgnoredAny>,
 }
 
 /// An optional integer that JSON may spell `7` or `7.0` (JSON Schema counts both as
@@ -354,6 +357,10 @@ pub struct Schedule {
     pub missed_uncounted_exact: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What is accepted but will not work as it stands, in words: today, a workflow
+    /// version that is not stored yet (the schedule is kept, and its runs fail until the
+    /// version is stored). Empty when nothing is wrong.
+    pub warnings: Vec<String>,
 }
 
 #[cfg(test)]

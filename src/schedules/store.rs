@@ -37,7 +37,9 @@ pub enum StoreError {
 /// The columns every read selects, plus the database clock.
 const COLUMNS: &str = "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
     start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-    missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now";
+    missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
+    exists (select 1 from workflow_versions w where w.workflow_id = schedules.workflow_id \
+      and w.version = schedules.version) as workflow_stored";
 
 #[derive(Debug, sqlx::FromRow)]
 struct ScheduleRow {
@@ -59,6 +61,8 @@ struct ScheduleRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     db_now: DateTime<Utc>,
+    /// Whether the schedule's workflow version is stored (its DAG exists).
+    workflow_stored: bool,
 }
 
 impl ScheduleRow {
@@ -89,7 +93,17 @@ impl ScheduleRow {
         } else {
             Vec::new()
         };
+        let warnings = if self.workflow_stored {
+            Vec::new()
+        } else {
+            vec![format!(
+                "workflow {:?} version {} is not stored yet: until PUT /workflows/{}/versions/{} \
+                 stores its DAG, this schedule's runs end failed_launch (workflow_not_found)",
+                self.workflow_id, self.version, self.workflow_id, self.version
+            )]
+        };
         Ok(Schedule {
+            warnings,
             schedule_id: self.schedule_id,
             workflow_id: self.workflow_id,
             version: self.version,

@@ -338,3 +338,33 @@ async fn concurrent_upserts_of_one_id_make_one_schedule() {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+/// A schedule may be stored before its workflow version (deployers store DAGs later), but
+/// the answer says so, and the schedule's view keeps saying it until the version exists.
+#[tokio::test]
+async fn a_schedule_for_an_unstored_workflow_version_is_accepted_with_a_warning() {
+    let app = TestApp::spawn().await;
+    let (status, created) = app
+        .post(
+            "/schedules/upsert",
+            json!({"schedule_id": "early", "workflow_id": "later", "version": 3,
+                   "user_id": "alice", "cron_expr": "0 0 * * *"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let warnings = created["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{created}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.contains("\"later\" version 3 is not stored")
+            && warning.contains("PUT /workflows/later/versions/3"),
+        "{warning}"
+    );
+    let (_, listed) = app.get("/schedules?workflow_id=later").await;
+    assert_eq!(listed["schedules"][0]["warnings"], created["warnings"]);
+    let (status, _) = app.put("/workflows/later/versions/3", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, now) = app.get("/schedules/early").await;
+    assert_eq!(now["warnings"], json!([]), "{now}");
+    app.stop().await;
+}

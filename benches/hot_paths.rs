@@ -238,6 +238,7 @@ fn database_paths(c: &mut Criterion) {
         backoff_max: Duration::from_secs(60),
         run_timeout: Duration::from_secs(3600),
         idle_poll: Duration::from_millis(500),
+        dag_cache_bytes: cron_scheduler::launcher::dags::DEFAULT_CACHE_BYTES,
     };
     group.bench_function(BenchmarkId::new("claim", "256_of_10000"), |b| {
         b.to_async(&rt).iter_custom(|iters| {

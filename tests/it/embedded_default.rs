@@ -244,3 +244,32 @@ async fn a_killed_service_leaves_no_cluster_running() {
     wait_ready(&http, port, &mut again).await;
     terminate(again);
 }
+
+/// A misfire grace shorter than a failover (lease + lookahead) would turn every failover
+/// into missed ticks: the binary refuses to start, exit code 2, naming the variables.
+#[test]
+fn a_misfire_grace_shorter_than_a_failover_refuses_to_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cron-scheduler"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SCHEDULER_LEADER_LEASE_MS", "20000")
+        .env("SCHEDULER_MISFIRE_GRACE_MS", "5000")
+        .env("SCHEDULER_DATA_DIR", "/nonexistent/never-created")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    for name in [
+        "SCHEDULER_MISFIRE_GRACE_MS",
+        "SCHEDULER_LEADER_LEASE_MS",
+        "SCHEDULER_LOOKAHEAD_MS",
+        "22500",
+    ] {
+        assert!(said.contains(name), "{said}");
+    }
+    assert!(
+        !std::path::Path::new("/nonexistent/never-created").exists(),
+        "nothing started"
+    );
+}

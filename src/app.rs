@@ -18,8 +18,13 @@ use crate::{
         self, PoolSettings,
         embedded::{self, DEFAULT_DATABASE, EmbeddedOptions, EmbeddedPostgres, OnExit},
     },
-    fleet::{Fleet, leader::NodeState},
-    runs::retention::{self, RetentionSettings},
+    fleet::{
+        Fleet,
+        leader::NodeState,
+        retention::{self, RetentionSettings},
+    },
+    launcher,
+    retry::Backoff,
     telemetry::Telemetry,
 };
 
@@ -53,6 +58,7 @@ impl Replica {
         };
         telemetry.observe_pool(pool.clone());
         let fleet = Fleet::start(&pool, &config, &shutdown, telemetry.metrics.clone());
+        let launcher = launcher::start(&pool, &config, telemetry.metrics.clone(), &shutdown);
         let node = fleet.state.clone();
         let retention = tokio::spawn(retention::run(
             pool.clone(),
@@ -79,6 +85,11 @@ impl Replica {
             }
             let background = async {
                 fleet.join().await;
+                if let Some(launcher) = launcher {
+                    if let Err(e) = launcher.await {
+                        tracing::error!(error = %e, "launcher task failed");
+                    }
+                }
                 if let Err(e) = retention.await {
                     tracing::error!(error = %e, "retention task failed");
                 }
@@ -151,20 +162,21 @@ async fn resolve_database(config: &Config) -> anyhow::Result<(String, Option<Emb
 /// Applies migrations, retrying while the database is unreachable (a replica may start
 /// before PostgreSQL does).
 async fn migrate_with_retry(pool: &PgPool, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        match db::migrate(pool).await {
+        let delay = match db::migrate(pool).await {
             Ok(()) => return Ok(()),
-            Err(sqlx::migrate::MigrateError::Execute(e)) if api::error::is_unavailable(&e) => {
+            Err(sqlx::migrate::MigrateError::Execute(e)) if db::is_unavailable(&e) => {
+                let delay = backoff.next_delay();
                 tracing::warn!(error = %e, ?delay, "database unreachable; retrying migrations");
+                delay
             }
             Err(e) => return Err(e).context("migrations failed"),
-        }
+        };
         tokio::select! {
             () = shutdown.cancelled() => anyhow::bail!("shut down before the database was reachable"),
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -11,11 +11,9 @@ use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 use url::Url;
 
 use crate::{
-    api::{
-        auth::{AuthSwitch, JwtSettings, TokenSet},
-        rate_limit::IpNet,
-    },
-    schedules::{CatchupPolicy, OverlapPolicy},
+    credentials::{AuthSwitch, JwtSettings, TokenSet},
+    kinds::{CatchupPolicy, OverlapPolicy},
+    net::IpNet,
 };
 
 /// A configuration error: which variable, and what was wrong with it.
@@ -152,7 +150,7 @@ pub struct Config {
     /// `SCHEDULER_RUN_RETENTION`: how long a finished run is kept after it ended, as `30d`,
     /// `12h`, `2m`, `90s` or plain seconds (at most 3650 days); `0` keeps runs forever
     /// (`None`). A run in flight is never removed. Default `30d`. See
-    /// [`crate::runs::retention`].
+    /// [`crate::fleet::retention`].
     pub run_retention: Option<Duration>,
     /// `SCHEDULER_DEFAULT_OVERLAP_POLICY`: policy of a schedule that names none.
     /// Default `skip`.
@@ -409,7 +407,7 @@ impl Config {
             )?,
             dag_cache_bytes: env.parse_with(
                 "SCHEDULER_DAG_CACHE_BYTES",
-                crate::launcher::dags::DEFAULT_CACHE_BYTES,
+                DEFAULT_DAG_CACHE_BYTES,
                 |v| {
                     v.parse::<u64>()
                         .ok()
@@ -682,6 +680,9 @@ impl Env<'_> {
         Ok(Some(settings))
     }
 }
+
+/// Default `SCHEDULER_DAG_CACHE_BYTES`: 64 MiB.
+pub const DEFAULT_DAG_CACHE_BYTES: u64 = 64 << 20;
 
 /// Default of `SCHEDULER_RUN_RETENTION`: 30 days.
 pub const DEFAULT_RUN_RETENTION: Duration = Duration::from_secs(30 * 86_400);

@@ -362,7 +362,8 @@ async fn callback(mock: MockExecutor, base: Url, run_id: Uuid, behaviour: &Behav
         return;
     };
     let mut ok = false;
-    let mut delay = Duration::from_millis(100);
+    let mut backoff =
+        crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     for attempt in 1..=CALLBACK_ATTEMPTS {
         let mut req = mock.http.post(&url).json(&body);
         if let Some(token) = &behaviour.callback_token {
@@ -379,8 +380,7 @@ async fn callback(mock: MockExecutor, base: Url, run_id: Uuid, behaviour: &Behav
         if !retry || attempt == CALLBACK_ATTEMPTS {
             break;
         }
-        tokio::time::sleep(delay).await;
-        delay *= 2;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
     let mut inner = mock.lock();
     if ok {

@@ -182,40 +182,14 @@ pub fn clip(mut text: String, max: usize) -> String {
     text
 }
 
-/// Client input quoted for a message: at most 64 characters of it.
-pub fn quoted(input: &str) -> String {
-    match input.char_indices().nth(64) {
-        Some((cut, _)) => format!("{:?}…", &input[..cut]),
-        None => format!("{input:?}"),
-    }
-}
-
 /// `Retry-After` in whole seconds, at least 1.
 fn retry_after_secs(d: std::time::Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-/// Whether an sqlx error means "the database is not reachable right now" rather than
-/// "this query is wrong".
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
-        // 08xxx connection exceptions, 53300 too many connections.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
-        _ => false,
-    }
-}
-
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
+        if crate::db::is_unavailable(&e) {
             return ApiError::Unavailable(e);
         }
         if let sqlx::Error::Database(db) = &e {

@@ -181,7 +181,7 @@ pub async fn refuse_unknown_query(
                     name.clone(),
                     format!(
                         "unknown query parameter {} for {} {}: {takes}",
-                        super::error::quoted(name),
+                        crate::text::quoted(name),
                         key.0,
                         key.1
                     ),
@@ -205,10 +205,7 @@ pub fn parse_param<T>(
         Some(v) => parse(v).map(Some).ok_or_else(|| {
             ApiError::invalid(
                 field,
-                format!(
-                    "{field} must be {expected}; got {}",
-                    super::error::quoted(v)
-                ),
+                format!("{field} must be {expected}; got {}", crate::text::quoted(v)),
             )
         }),
     }

@@ -20,11 +20,12 @@ use super::{
     extract::{JsonBody, PathParams, QueryParams, parse_param},
 };
 use crate::{
-    launcher::RUNS_CHANNEL,
+    db::{self, Channel},
     runs::{Run, RunStatus, complete::Completed, store as runs_store},
     schedules::{
-        CronSpec, Window,
+        CronSpec, Schedule, Window,
         model::{ScheduleId, validate_instant, validate_name, validate_version},
+        store as schedules_store,
     },
 };
 
@@ -44,10 +45,7 @@ pub fn router() -> Router<AppState> {
 
 async fn notify_runs(pool: &PgPool) {
     // Best effort: dispatchers also poll.
-    let _ = sqlx::query("select pg_notify($1, '')")
-        .bind(RUNS_CHANNEL)
-        .execute(pool)
-        .await;
+    let _ = db::notify(pool, Channel::Runs, "").await;
 }
 
 async fn fetch_run(pool: &PgPool, run_id: Uuid) -> ApiResult<Run> {
@@ -225,37 +223,19 @@ async fn insert_manual(state: &AppState, new: ManualRun) -> ApiResult<(StatusCod
     Ok((StatusCode::OK, run))
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct ScheduleRow {
-    workflow_id: String,
-    version: i32,
-    user_id: String,
-    cron_expr: String,
-    timezone: String,
-    start_at: Option<DateTime<Utc>>,
-    end_at: Option<DateTime<Utc>>,
-    db_now: DateTime<Utc>,
-}
-
 /// The schedule `raw_id`, if it exists and `caller` may see it (404 otherwise).
-async fn schedule_row(
+async fn visible_schedule(
     pool: &PgPool,
     caller: &Caller,
     raw_id: &str,
-) -> ApiResult<(ScheduleId, ScheduleRow)> {
+) -> ApiResult<(ScheduleId, Schedule)> {
     let not_found = || ApiError::not_found(format!("no schedule with id {raw_id:?}"));
     let id = ScheduleId::parse(raw_id).map_err(|_| not_found())?;
-    let row: Option<ScheduleRow> = sqlx::query_as(
-        "select workflow_id, version, user_id, cron_expr, timezone, start_at, end_at, now() as db_now \
-         from schedules where schedule_id = $1",
-    )
-    .bind(id.as_str())
-    .fetch_optional(pool)
-    .await?;
-    let row = row
-        .filter(|r| caller.sees(&r.user_id))
+    let schedule = schedules_store::get(pool, id.as_str())
+        .await?
+        .filter(|s| caller.sees(&s.user_id))
         .ok_or_else(not_found)?;
-    Ok((id, row))
+    Ok((id, schedule))
 }
 
 /// Run a schedule's workflow now (its overlap policy still applies at launch). Works on a
@@ -299,7 +279,7 @@ pub async fn trigger_schedule(
             "Idempotency-Key",
         )?),
     };
-    let (id, s) = schedule_row(&state.pool, &caller, &id).await?;
+    let (id, s) = visible_schedule(&state.pool, &caller, &id).await?;
     insert_manual(
         &state,
         ManualRun {
@@ -380,8 +360,11 @@ pub async fn backfill_schedule(
     if to < from {
         return Err(ApiError::invalid("to", "to must not be before from"));
     }
-    let (id, s) = schedule_row(&state.pool, &caller, &id).await?;
-    if to > s.db_now {
+    let (id, s) = visible_schedule(&state.pool, &caller, &id).await?;
+    let db_now: DateTime<Utc> = sqlx::query_scalar("select now()")
+        .fetch_one(&state.pool)
+        .await?;
+    if to > db_now {
         return Err(ApiError::invalid(
             "to",
             "to must not be in the future; future ticks fire on their own",
@@ -496,7 +479,7 @@ pub async fn complete_run(
                 "status",
                 format!(
                     "status {} is not one of succeeded, failed",
-                    super::error::quoted(other)
+                    crate::text::quoted(other)
                 ),
             ));
         }

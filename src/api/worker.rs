@@ -19,7 +19,7 @@ use super::{
     AppState,
     error::{ApiResult, ErrorBody},
 };
-use crate::{fleet::nodes::LIVE_WINDOW_SECS, schedules::store::CHANGES_CHANNEL};
+use crate::fleet::{self, nodes::LIVE_WINDOW_SECS};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -130,21 +130,7 @@ async fn status(state: &AppState) -> ApiResult<WorkerStatus> {
 }
 
 async fn switch(state: &AppState, enabled: bool) -> ApiResult<WorkerStatus> {
-    let mut tx = state.pool.begin().await?;
-    sqlx::query(
-        "insert into fleet_state (cluster_name, worker_enabled) values ($1, $2) \
-         on conflict (cluster_name) do update set worker_enabled = $2, updated_at = now()",
-    )
-    .bind(&state.config.cluster_name)
-    .bind(enabled)
-    .execute(&mut *tx)
-    .await?;
-    // Wake the leader so the switch takes effect at once.
-    sqlx::query("select pg_notify($1, '')")
-        .bind(CHANGES_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    fleet::state::set_worker_enabled(&state.pool, &state.config.cluster_name, enabled).await?;
     status(state).await
 }
 

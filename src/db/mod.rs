@@ -4,6 +4,9 @@
 //! `migrations/`), so the Rust code cannot break them even when it is wrong.
 
 pub mod embedded;
+pub mod notify;
+
+pub use notify::{Channel, notify};
 
 use std::time::Duration;
 
@@ -127,4 +130,22 @@ pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> 
     }
     conn.close().await?;
     Ok(())
+}
+
+/// Whether an sqlx error means "the database is not reachable right now" rather than
+/// "this query is wrong".
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+        // 08xxx connection exceptions, 53300 too many connections.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
 }

@@ -75,7 +75,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, postgres::PgListene
 use tokio_util::sync::CancellationToken;
 
 use super::ticker::{self, TickSettings};
-use crate::{schedules::store::CHANGES_CHANNEL, telemetry::Metrics};
+use crate::{db::Channel, telemetry::Metrics};
 
 /// How often a follower tries the leader lock.
 pub const FOLLOWER_POLL: Duration = Duration::from_millis(100);
@@ -162,11 +162,7 @@ impl ElectionSettings {
 
 /// The advisory lock key of a cluster: FNV-1a of a prefixed name, as a signed 64-bit int.
 pub fn lock_key(cluster_name: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in "cron-scheduler/leader/".bytes().chain(cluster_name.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::text::fnv1a(&[b"cron-scheduler/leader/", cluster_name.as_bytes()]);
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
@@ -210,17 +206,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     metrics.is_leader.record(0, &[]);
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff =
+        crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !shutdown.is_cancelled() {
         match campaign(&pool, &settings, &state, &metrics, &shutdown).await {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => backoff.reset(),
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), ?backoff, "election round ended");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = format!("{e:#}"), ?delay, "election round ended");
                 tokio::select! {
                     () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -288,14 +285,7 @@ async fn campaign(
 /// Records a new epoch with this node as leader, on the lock session.
 async fn claim_epoch(conn: &mut PgConnection, settings: &ElectionSettings) -> anyhow::Result<i64> {
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "insert into fleet_state (cluster_name, worker_enabled) values ($1, $2) \
-         on conflict (cluster_name) do nothing",
-    )
-    .bind(&settings.cluster_name)
-    .bind(settings.worker_autostart)
-    .execute(&mut *tx)
-    .await?;
+    super::state::ensure(&mut tx, &settings.cluster_name, settings.worker_autostart).await?;
     let epoch: i64 = sqlx::query_scalar(
         "update fleet_state set leader_epoch = leader_epoch + 1, leader_node = $2, \
            leader_since = now(), updated_at = now() \
@@ -320,7 +310,7 @@ async fn lead(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut listener = match PgListener::connect_with(pool).await {
-        Ok(mut l) => match l.listen(CHANGES_CHANNEL).await {
+        Ok(mut l) => match l.listen(Channel::Schedules.name()).await {
             Ok(()) => Some(l),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot LISTEN for schedule changes; polling");
@@ -335,7 +325,7 @@ async fn lead(
     let mut ticker = ticker::Ticker::new(settings.tick.clone());
     let mut last_ok = Instant::now();
     let mut due_in_pass = 0usize;
-    let mut locked_passes = 0u32;
+    let mut locked = crate::retry::Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -383,10 +373,9 @@ async fn lead(
         // by a stuck transaction): back off, doubling from 20 ms to 1 s, instead of
         // spinning; the first batch that claims something resets it.
         let floor = if outcome.claimed == 0 && until_next.is_zero() {
-            locked_passes += 1;
-            locked_backoff(locked_passes)
+            locked.next_delay()
         } else {
-            locked_passes = 0;
+            locked.reset();
             Duration::ZERO
         };
         let sleep = until_next.max(floor).min(settings.heartbeat());
@@ -413,24 +402,5 @@ async fn lead(
                 }
             }
         }
-    }
-}
-
-/// How long the leader waits after its `passes`-th pass in a row that found schedules due
-/// but could claim none (all locked): 20 ms, doubling, at most 1 s.
-fn locked_backoff(passes: u32) -> Duration {
-    let doublings = passes.saturating_sub(1).min(6);
-    (Duration::from_millis(20) * 2u32.pow(doublings)).min(Duration::from_secs(1))
-}
-
-#[cfg(test)]
-mod backoff_tests {
-    use super::*;
-
-    #[test]
-    fn locked_passes_back_off_from_20_ms_to_1_s() {
-        let waits: Vec<u128> = (1..=9).map(|n| locked_backoff(n).as_millis()).collect();
-        assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
-        assert_eq!(locked_backoff(u32::MAX), Duration::from_secs(1));
     }
 }

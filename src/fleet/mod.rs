@@ -1,10 +1,13 @@
 //! The fleet: leader election ([`leader`]), the node registry ([`nodes`]), the ticker
 //! ([`ticker`], with its pure planning in [`ticks`]) and the fleet-wide worker switch
-//! (`fleet_state.worker_enabled`, set through `/worker/start` and `/worker/stop`). Every
-//! replica also runs the dispatcher of [`crate::launcher`] when an Executor is configured.
+//! (`fleet_state.worker_enabled`, set through `/worker/start` and `/worker/stop`), and
+//! retention ([`retention`], a task of the leader). The launcher is not started here: the
+//! app wires each part (`crate::app`), and no domain module starts another.
 
 pub mod leader;
 pub mod nodes;
+pub mod retention;
+pub mod state;
 pub mod ticker;
 pub mod ticks;
 
@@ -14,11 +17,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    config::Config,
-    launcher::{self, LaunchSettings, executor::ExecutorClient},
-    telemetry::Metrics,
-};
+use crate::{config::Config, telemetry::Metrics};
 use leader::{ElectionSettings, NodeState};
 use ticker::TickSettings;
 use ticks::CatchupLimits;
@@ -72,12 +71,12 @@ impl Fleet {
             config.node_id.clone(),
             config.cluster_name.clone(),
         ));
-        let mut tasks = vec![
+        let tasks = vec![
             tokio::spawn(leader::run(
                 pool.clone(),
                 election_settings(config),
                 state.clone(),
-                metrics.clone(),
+                metrics,
                 shutdown.clone(),
             )),
             tokio::spawn(nodes::run(
@@ -87,27 +86,6 @@ impl Fleet {
                 shutdown.clone(),
             )),
         ];
-        match &config.executor_url {
-            Some(url) => match ExecutorClient::new(
-                url,
-                config.executor_token.clone(),
-                config.executor_timeout,
-            ) {
-                Ok(client) => tasks.push(tokio::spawn(launcher::run(
-                    pool.clone(),
-                    client,
-                    LaunchSettings::from_config(config),
-                    metrics,
-                    shutdown.clone(),
-                ))),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot build the Executor client; this replica launches nothing")
-                }
-            },
-            None => tracing::warn!(
-                "SCHEDULER_EXECUTOR_URL is not set: this replica launches nothing (runs stay pending)"
-            ),
-        }
         Self { state, tasks }
     }
 

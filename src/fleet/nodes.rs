@@ -22,14 +22,7 @@ async fn beat(
     autostart: bool,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "insert into fleet_state (cluster_name, worker_enabled) values ($1, $2) \
-         on conflict (cluster_name) do nothing",
-    )
-    .bind(&state.cluster_name)
-    .bind(autostart)
-    .execute(&mut *tx)
-    .await?;
+    super::state::ensure(&mut tx, &state.cluster_name, autostart).await?;
     sqlx::query(
         "insert into nodes (cluster_name, node_id, started_at, last_seen_at, version, role) \
          values ($1, $2, $3, now(), $4, $5) \

@@ -49,7 +49,7 @@ use tracing::Instrument;
 
 use super::ticks::{CatchupLimits, Lead, PlannedRun, plan};
 use crate::{
-    db::{self, BatchPlan},
+    db::{self, BatchPlan, Channel},
     runs::{RunStatus, RunTrigger},
     schedules::{CatchupPolicy, CronSpec, Window},
     telemetry::Metrics,
@@ -300,10 +300,7 @@ impl Ticker {
             // Dispatchers on every replica wake for runs due soon (catch-up runs, a schedule
             // created a moment before its tick). Ticks written ahead need no wake-up: the
             // dispatchers look for runs entering their arm window on their own.
-            sqlx::query("select pg_notify($1, '')")
-                .bind(crate::launcher::RUNS_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
+            db::notify(&mut *tx, Channel::Runs, "").await?;
         }
         if !planned.broken.is_empty() {
             sqlx::query(

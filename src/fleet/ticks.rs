@@ -105,18 +105,8 @@ pub struct Plan {
     pub steps: usize,
 }
 
-/// FNV-1a, 64 bits: stable across builds and Rust versions (std's hasher is not), so
-/// every leader computes the same jitter for a tick.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in *part {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
-}
+// FNV-1a (`crate::text::fnv1a`): every leader computes the same jitter for a tick.
+use crate::text::fnv1a;
 
 /// Deterministic jitter in `0..=jitter_ms` for one tick.
 pub fn jitter_offset(schedule_id: &str, scheduled_for: DateTime<Utc>, jitter_ms: i32) -> TimeDelta {

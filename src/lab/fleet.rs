@@ -17,10 +17,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::{LabDb, Replica, args::FleetArgs, cpu::CpuSample, replica_env};
-use crate::{
-    mock_executor::{Behaviour, MockExecutor},
-    schedules::store::CHANGES_CHANNEL,
-};
+use crate::mock_executor::{Behaviour, MockExecutor};
 
 /// The workflow every lab schedule runs (stored by [`Fleet::prepare`]).
 pub const WORKFLOW: &str = "lab";
@@ -180,7 +177,7 @@ impl Fleet {
     /// Wakes the leader after the lab changed schedules by SQL (which sends no NOTIFY).
     pub async fn notify_schedule_change(&self) -> anyhow::Result<()> {
         sqlx::query("select pg_notify($1, '')")
-            .bind(CHANGES_CHANNEL)
+            .bind(crate::db::Channel::Schedules.name())
             .execute(&self.db.pool)
             .await?;
         Ok(())

@@ -20,8 +20,7 @@ use moka::{policy::EvictionPolicy, sync::Cache};
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// Default bound on the cache: 64 MiB.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+pub use crate::config::DEFAULT_DAG_CACHE_BYTES as DEFAULT_CACHE_BYTES;
 
 type Key = (String, i32);
 

@@ -31,8 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::db::Channel;
+
 use super::{
-    LaunchSettings, RUNS_CHANNEL,
+    LaunchSettings,
     claim::{Claimed, claim},
     dags::DagCache,
     executor::ExecutorClient,
@@ -287,13 +289,14 @@ pub async fn run(
     let max_held = settings.concurrency + usize::try_from(settings.batch).unwrap_or(0);
 
     let mut listener = match PgListener::connect_with(&pool).await {
-        Ok(mut l) => l.listen(RUNS_CHANNEL).await.ok().map(|()| l),
+        Ok(mut l) => l.listen(Channel::Runs.name()).await.ok().map(|()| l),
         Err(_) => None,
     };
     let mut last_expiry = Instant::now() - Duration::from_secs(10);
     let mut last_reclaim = Instant::now() - Duration::from_secs(10);
     let mut last_renewal = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff =
+        crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut busy = false;
     let mut expecting = true;
     while !shutdown.is_cancelled() {
@@ -341,7 +344,7 @@ pub async fn run(
             .await
         {
             Ok(c) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 metrics.runs_skipped_overlap.add(c.skipped, &[]);
                 metrics.runs_failed_launch.add(
                     c.exhausted,
@@ -350,12 +353,12 @@ pub async fn run(
                 c
             }
             Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "claiming runs failed");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "claiming runs failed");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };

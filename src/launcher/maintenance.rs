@@ -6,7 +6,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use sqlx::PgPool;
 
-use super::RUNS_CHANNEL;
+use crate::db::{self, Channel};
 use crate::telemetry::Metrics;
 
 /// Ends `running` runs past their deadline as `timed_out`, freeing their slots.
@@ -21,10 +21,7 @@ pub async fn expire_runs(pool: &PgPool, metrics: &Metrics) -> Result<u64, sqlx::
     .await?
     .rows_affected();
     if done > 0 {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(RUNS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        db::notify(&mut *tx, Channel::Runs, "").await?;
     }
     tx.commit().await?;
     metrics

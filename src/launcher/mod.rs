@@ -52,9 +52,6 @@ use crate::config::Config;
 pub use claim::{ClaimResult, Claimed, claim};
 pub use dispatch::run;
 
-/// Channel every producer of launchable runs notifies (ticker, completions, manual launches).
-pub const RUNS_CHANNEL: &str = "scheduler_runs";
-
 #[derive(Debug, Clone)]
 pub struct LaunchSettings {
     pub cluster_name: String,
@@ -121,6 +118,36 @@ impl LaunchSettings {
     /// The lease as milliseconds, for SQL.
     fn lease_ms(&self) -> f64 {
         self.lease.as_secs_f64() * 1000.0
+    }
+}
+
+/// Starts this replica's dispatcher when an Executor is configured (`None` otherwise: the
+/// replica launches nothing, and says so). It stops when `shutdown` fires.
+pub fn start(
+    pool: &sqlx::PgPool,
+    config: &Config,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let Some(url) = &config.executor_url else {
+        tracing::warn!(
+            "SCHEDULER_EXECUTOR_URL is not set: this replica launches nothing (runs stay pending)"
+        );
+        return None;
+    };
+    match executor::ExecutorClient::new(url, config.executor_token.clone(), config.executor_timeout)
+    {
+        Ok(client) => Some(tokio::spawn(run(
+            pool.clone(),
+            client,
+            LaunchSettings::from_config(config),
+            metrics,
+            shutdown.clone(),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the Executor client; this replica launches nothing");
+            None
+        }
     }
 }
 

@@ -13,9 +13,10 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{LaunchSettings, RUNS_CHANNEL, executor::Outcome};
+use super::{LaunchSettings, executor::Outcome};
 use crate::{
-    db::{self, BatchPlan},
+    db::{self, BatchPlan, Channel},
+    retry::Backoff,
     telemetry::Metrics,
 };
 
@@ -64,11 +65,14 @@ pub async fn run(
         }
         // A failed write is retried: the outcome must not be lost (if this process dies
         // instead, the lease runs out and the run is sent again, with the same key).
-        let mut delay = std::time::Duration::from_millis(100);
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(5),
+        );
         while let Err(e) = record(&pool, &settings, &metrics, &batch).await {
-            tracing::warn!(error = %e, "recording launch outcomes failed; retrying");
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %e, ?delay, "recording launch outcomes failed; retrying");
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(5));
         }
     }
 }
@@ -168,10 +172,7 @@ pub async fn record(
     if !failed.0.is_empty() || exhausted > 0 {
         // A slot may be free: a queued run may launch now. (An accepted launch holds its
         // slot; a retry is due later, when the dispatchers look anyway.)
-        sqlx::query("select pg_notify($1, '')")
-            .bind(RUNS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        db::notify(&mut *tx, Channel::Runs, "").await?;
     }
     tx.commit().await?;
     for reason in &failed.3 {

@@ -20,10 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Run, RunStatus, store::COLUMNS};
-use crate::{
-    db::{self, BatchPlan},
-    launcher::RUNS_CHANNEL,
-};
+use crate::db::{self, BatchPlan, Channel};
 
 /// Reports one write takes at most.
 const MAX_BATCH: usize = 1024;
@@ -195,10 +192,7 @@ async fn write(
         // A `skip` or `queue` schedule's slot is free and its next run is due within the
         // arm window (a queued run: already due): wake the dispatchers to arm or launch it.
         // Other ends wake no one.
-        sqlx::query("select pg_notify($1, '')")
-            .bind(RUNS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        db::notify(&mut *tx, Channel::Runs, "").await?;
     }
     let mut runs: HashMap<Uuid, (Run, bool)> = ended
         .into_iter()

@@ -3,82 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{
-    Postgres,
-    encode::IsNull,
-    error::BoxDynError,
-    postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef},
-};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-text_enum!(
-    /// Where a run is in its life: `pending` → `launching` → `running` → `succeeded` |
-    /// `failed` | `timed_out`; or it ends `skipped`, `missed`, `cancelled` or
-    /// `failed_launch` without running.
-    RunStatus {
-        Pending = "pending",
-        Launching = "launching",
-        Running = "running",
-        Succeeded = "succeeded",
-        Failed = "failed",
-        TimedOut = "timed_out",
-        Skipped = "skipped",
-        Missed = "missed",
-        Cancelled = "cancelled",
-        FailedLaunch = "failed_launch",
-    }
-);
-
-text_enum!(
-    /// What made a run: its schedule's tick, a catch-up of a missed tick, a manual launch
-    /// or trigger, or a backfill.
-    RunTrigger {
-        Schedule = "schedule",
-        Catchup = "catchup",
-        Manual = "manual",
-        Backfill = "backfill",
-    }
-);
-
-impl RunStatus {
-    /// Whether the run is over: nothing will move it to another status.
-    pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            RunStatus::Pending | RunStatus::Launching | RunStatus::Running
-        )
-    }
-}
-
-/// Text columns decode into (and bind from) these enums; a value outside the enum is a
-/// decode error naming it, not a silent default.
-macro_rules! pg_text {
-    ($($t:ty),+) => {$(
-        impl sqlx::Type<Postgres> for $t {
-            fn type_info() -> PgTypeInfo {
-                <&str as sqlx::Type<Postgres>>::type_info()
-            }
-            fn compatible(ty: &PgTypeInfo) -> bool {
-                <&str as sqlx::Type<Postgres>>::compatible(ty)
-            }
-        }
-
-        impl<'r> sqlx::Decode<'r, Postgres> for $t {
-            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-                Ok(<&str as sqlx::Decode<Postgres>>::decode(value)?.parse()?)
-            }
-        }
-
-        impl sqlx::Encode<'_, Postgres> for $t {
-            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-                <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
-            }
-        }
-    )+};
-}
-
-pg_text!(RunStatus, RunTrigger);
+pub use crate::kinds::{RunReason, RunStatus, RunTrigger};
 
 /// A run as the API returns it. Internal bookkeeping (`idempotency_key`, the launch
 /// lease) is not part of it.

@@ -359,7 +359,7 @@ pub fn parse_timezone(name: &str) -> Result<Tz, SpecError> {
         field: "timezone",
         message: format!(
             "timezone {} is not an IANA timezone name (e.g. \"Europe/Berlin\")",
-            crate::api::error::quoted(name)
+            crate::text::quoted(name)
         ),
     };
     // The longest IANA name is 32 characters; a longer one is refused unexamined.
@@ -371,7 +371,7 @@ pub fn parse_timezone(name: &str) -> Result<Tz, SpecError> {
             field: "timezone",
             message: format!(
                 "timezone {} has leading or trailing whitespace: remove it (e.g. \"UTC\")",
-                crate::api::error::quoted(name)
+                crate::text::quoted(name)
             ),
         });
     }

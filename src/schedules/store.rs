@@ -8,6 +8,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::db::{self, Channel};
+
 use super::{
     model::{
         CatchupPolicy, FieldError, NEXT_FIRE_TIMES, OverlapPolicy, Schedule, ScheduleSpec,
@@ -15,9 +17,6 @@ use super::{
     },
     spec::{CronSpec, Window},
 };
-
-/// Channel the leader listens on for schedule changes.
-pub const CHANGES_CHANNEL: &str = "scheduler_schedules";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -143,12 +142,7 @@ async fn db_now(tx: &mut Transaction<'_, Postgres>) -> Result<DateTime<Utc>, sql
 }
 
 async fn notify(tx: &mut Transaction<'_, Postgres>, schedule_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(CHANGES_CHANNEL)
-        .bind(schedule_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    db::notify(&mut **tx, Channel::Schedules, schedule_id).await
 }
 
 /// Cancels the schedule's runs that have not started, those waiting to retry a launch

@@ -11,13 +11,12 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use cron_scheduler::{
     db,
-    fleet::leader::NodeState,
-    launcher,
-    runs::{
-        RunStatus,
+    fleet::{
+        leader::NodeState,
         retention::{self, RetentionSettings, Walker},
-        store,
     },
+    launcher,
+    runs::{RunStatus, store},
     telemetry::Metrics,
 };
 use reqwest::StatusCode;

@@ -82,7 +82,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{config::Config, fleet::leader::NodeState, telemetry::Metrics};
+use super::leader::NodeState;
+use crate::{config::Config, telemetry::Metrics};
 
 /// Runs one batch reads (and so deletes) at most.
 pub const BATCH: i64 = 5000;
@@ -277,7 +278,7 @@ pub async fn run(
     let mut walker = Walker::new(retention, settings.batch);
     walker.batch_timeout = settings.batch_timeout;
     let mut leading = false;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = crate::retry::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut pass_deleted = 0;
     loop {
         let wait = if !node.is_leader() {
@@ -291,7 +292,7 @@ pub async fn run(
             let started = Instant::now();
             match walker.batch(&pool).await {
                 Ok(outcome) => {
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     metrics.runs_deleted.add(outcome.deleted, &[]);
                     pass_deleted += outcome.deleted;
                     if outcome.pass_done {
@@ -303,9 +304,8 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "retention batch failed");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?wait, "retention batch failed");
                     wait
                 }
             }

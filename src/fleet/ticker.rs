@@ -50,8 +50,8 @@ use tracing::Instrument;
 use super::ticks::{CatchupLimits, Lead, PlannedRun, plan};
 use crate::{
     db::{self, BatchPlan, Channel},
-    runs::{RunStatus, RunTrigger},
-    schedules::{CatchupPolicy, CronSpec, Window},
+    runs::{RunReason, RunStatus, RunTrigger},
+    schedules::{CatchupPolicy, CronSpec, OverlapPolicy, Window},
     telemetry::Metrics,
 };
 
@@ -133,8 +133,8 @@ struct DueSchedule {
     start_at: Option<DateTime<Utc>>,
     end_at: Option<DateTime<Utc>>,
     jitter_ms: i32,
-    catchup_policy: String,
-    overlap_policy: String,
+    catchup_policy: CatchupPolicy,
+    overlap_policy: OverlapPolicy,
     next_due_at: DateTime<Utc>,
 }
 
@@ -247,7 +247,7 @@ impl Ticker {
         // The queue bound: how many runs each `queue` schedule already has waiting.
         let queues: Vec<&str> = due
             .iter()
-            .filter(|s| s.overlap_policy == "queue")
+            .filter(|s| s.overlap_policy == OverlapPolicy::Queue)
             .map(|s| s.schedule_id.as_str())
             .collect();
         let queued: HashMap<String, i64> = if queues.is_empty() {
@@ -401,7 +401,7 @@ impl PlannedBatch {
             .fire_at
             .iter()
             .zip(&self.runs.status)
-            .any(|(fire, status)| *status == RunStatus::Pending.as_str() && *fire <= by)
+            .any(|(fire, status)| *status == RunStatus::Pending && *fire <= by)
     }
 }
 
@@ -422,10 +422,8 @@ fn plan_batch(
         {
             break;
         }
-        let parsed = CronSpec::parse(&s.cron_expr, &s.timezone)
-            .map_err(|e| e.message)
-            .and_then(|spec| Ok((spec, s.catchup_policy.parse::<CatchupPolicy>()?)));
-        let (spec, catchup) = match parsed {
+        let catchup = s.catchup_policy;
+        let spec = match CronSpec::parse(&s.cron_expr, &s.timezone).map_err(|e| e.message) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(schedule_id = %s.schedule_id, error = %e, "stored schedule does not parse; pausing it");
@@ -448,12 +446,12 @@ fn plan_batch(
             &lead,
             &settings.limits,
         );
-        if s.overlap_policy == "queue" {
+        if s.overlap_policy == OverlapPolicy::Queue {
             let mut waiting = queued.get(&s.schedule_id).copied().unwrap_or(0);
             for r in p.runs.iter_mut().filter(|r| r.status == RunStatus::Pending) {
                 if waiting >= i64::from(settings.max_queued) {
                     r.status = RunStatus::Skipped;
-                    r.reason = Some("queue_full");
+                    r.reason = Some(RunReason::QueueFull);
                 } else {
                     waiting += 1;
                 }
@@ -496,8 +494,7 @@ async fn insert_runs(
            version = excluded.version, user_id = excluded.user_id, \
            leader_epoch = excluded.leader_epoch, created_by = excluded.created_by, \
            finished_at = excluded.finished_at, updated_at = now() \
-         where runs.status = 'cancelled' \
-           and runs.reason in ('paused', 'spec_changed', 'deleted')",
+         where runs.status = 'cancelled' and runs.reason = any($10)",
     )
     .bind(&runs.run_id)
     .bind(&runs.schedule_id)
@@ -508,6 +505,7 @@ async fn insert_runs(
     .bind(&runs.reason)
     .bind(epoch)
     .bind(node_id)
+    .bind(RunReason::CANCELLATIONS)
     .execute(&mut **tx)
     .await?
     .rows_affected())
@@ -558,9 +556,9 @@ struct RunColumns {
     schedule_id: Vec<String>,
     scheduled_for: Vec<DateTime<Utc>>,
     fire_at: Vec<DateTime<Utc>>,
-    status: Vec<&'static str>,
-    trigger: Vec<&'static str>,
-    reason: Vec<Option<&'static str>>,
+    status: Vec<RunStatus>,
+    trigger: Vec<RunTrigger>,
+    reason: Vec<Option<RunReason>>,
 }
 
 impl RunColumns {
@@ -569,8 +567,8 @@ impl RunColumns {
         self.schedule_id.push(schedule_id.to_owned());
         self.scheduled_for.push(r.scheduled_for);
         self.fire_at.push(r.fire_at);
-        self.status.push(r.status.as_str());
-        self.trigger.push(r.trigger.as_str());
+        self.status.push(r.status);
+        self.trigger.push(r.trigger);
         self.reason.push(r.reason);
     }
 }

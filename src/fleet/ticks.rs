@@ -33,8 +33,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{
-    runs::RunStatus,
-    runs::RunTrigger,
+    runs::{RunReason, RunStatus, RunTrigger},
     schedules::{
         CatchupPolicy, Window,
         count::{count_ticks, last_ticks_before},
@@ -86,7 +85,7 @@ pub struct PlannedRun {
     pub fire_at: DateTime<Utc>,
     pub status: RunStatus,
     pub trigger: RunTrigger,
-    pub reason: Option<&'static str>,
+    pub reason: Option<RunReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -166,7 +165,7 @@ pub fn plan(
         let n = latest.len();
         for (k, t) in latest.into_iter().enumerate() {
             let (status, fire, reason) = match catchup {
-                CatchupPolicy::None => (RunStatus::Missed, t, Some("catchup_none")),
+                CatchupPolicy::None => (RunStatus::Missed, t, Some(RunReason::CatchupNone)),
                 CatchupPolicy::FireImmediately => (RunStatus::Pending, now, None),
                 CatchupPolicy::Spread => {
                     let step = limits.spread / u32::try_from(n).unwrap_or(u32::MAX);
@@ -438,7 +437,11 @@ mod tests {
         let p = outage(CatchupPolicy::None, 10);
         let missed = by_status(&p, RunStatus::Missed);
         assert_eq!(missed.len(), 10);
-        assert!(missed.iter().all(|r| r.reason == Some("catchup_none")));
+        assert!(
+            missed
+                .iter()
+                .all(|r| r.reason == Some(RunReason::CatchupNone))
+        );
         assert_eq!(missed[0].scheduled_for, t("2030-01-01T01:30:00Z"));
         assert_eq!(missed[9].scheduled_for, t("2030-01-01T01:39:00Z"));
         // 01:39 is older than the 5 s grace too: 00:00..=01:39 are 100 missed ticks.

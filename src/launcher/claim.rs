@@ -15,6 +15,7 @@
 //!    stay pending for a decision at their due instant.
 //! 5. Claimed runs become `launching`, `attempt + 1`, with a lease from their due time.
 
+use crate::runs::{RunReason, RunStatus, RunTrigger};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -37,7 +38,7 @@ pub struct Claimed {
     pub scheduled_for: DateTime<Utc>,
     pub fire_at: DateTime<Utc>,
     pub attempt: i32,
-    pub trigger: String,
+    pub trigger: RunTrigger,
     pub idempotency_key: String,
     /// When to send it (its `fire_at`, or `retry_at` for a retry; now for a reclaim).
     pub due_at: DateTime<Utc>,
@@ -136,12 +137,14 @@ pub async fn claim(
     if !exhausted.is_empty() {
         let ids: Vec<Uuid> = exhausted.iter().map(|(id, _)| *id).collect();
         result.exhausted = sqlx::query(
-            "update runs set status = 'failed_launch', reason = 'attempts_exhausted', \
+            "update runs set status = $2, reason = $3, \
                exclusive_slot = false, lease_until = null, finished_at = now(), updated_at = now(), \
                last_error = coalesce(last_error, 'launch did not complete') \
              where run_id = any($1)",
         )
         .bind(&ids)
+        .bind(RunStatus::FailedLaunch)
+        .bind(RunReason::AttemptsExhausted)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -172,10 +175,12 @@ pub async fn claim(
         let decision = decide(&mut tx, candidates).await?;
         if !decision.skip.is_empty() {
             result.skipped = sqlx::query(
-                "update runs set status = 'skipped', reason = 'overlap', finished_at = now(), \
+                "update runs set status = $2, reason = $3, finished_at = now(), \
                    updated_at = now() where run_id = any($1)",
             )
             .bind(&decision.skip)
+            .bind(RunStatus::Skipped)
+            .bind(RunReason::Overlap)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -11,6 +11,7 @@
 //! | 429, 5xx, timeout, connection error | retry later (honouring `Retry-After`) |
 //! | any other 4xx | rejected at once: `failed_launch` |
 
+use crate::runs::{RunReason, RunTrigger};
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
@@ -31,7 +32,7 @@ pub struct LaunchRequest<'a> {
     pub scheduled_for: DateTime<Utc>,
     pub fire_at: DateTime<Utc>,
     pub attempt: i32,
-    pub trigger: &'a str,
+    pub trigger: RunTrigger,
     pub dag: &'a serde_json::Value,
 }
 
@@ -48,7 +49,7 @@ pub enum Outcome {
     /// `workflow_not_found` (no DAG stored for the run's workflow version).
     Reject {
         error: String,
-        reason: &'static str,
+        reason: RunReason,
     },
 }
 
@@ -155,7 +156,7 @@ impl ExecutorClient {
         } else {
             Outcome::Reject {
                 error,
-                reason: "rejected",
+                reason: RunReason::Rejected,
             }
         };
         (outcome, class)

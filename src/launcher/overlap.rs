@@ -24,6 +24,8 @@
 use std::collections::HashMap;
 
 use sqlx::{Postgres, Transaction};
+
+use crate::kinds::OverlapPolicy;
 use uuid::Uuid;
 
 /// Advisory lock class for per-schedule claim locks (the second key is `hashtext(id)`).
@@ -34,7 +36,7 @@ const CLAIM_LOCK_CLASS: i32 = 0x0c5c_0001;
 pub struct Candidate {
     pub run_id: Uuid,
     pub schedule_id: Option<String>,
-    pub policy: String,
+    pub policy: OverlapPolicy,
     /// It already holds its schedule's exclusive slot (a retry of a launch it won).
     pub holds_slot: bool,
     /// Its due time has come (otherwise it is inside the arm window).
@@ -62,9 +64,9 @@ pub async fn decide(
             decision.launch.push((c.run_id, true));
             continue;
         }
-        match (c.schedule_id.clone(), c.policy.as_str()) {
-            (Some(id), "skip" | "queue") => {
-                let is_skip = c.policy == "skip";
+        match (c.schedule_id.clone(), c.policy) {
+            (Some(id), OverlapPolicy::Skip | OverlapPolicy::Queue) => {
+                let is_skip = c.policy == OverlapPolicy::Skip;
                 exclusive
                     .entry(id.clone())
                     .or_insert_with(|| {

@@ -17,6 +17,7 @@ use super::{LaunchSettings, executor::Outcome};
 use crate::{
     db::{self, BatchPlan, Channel},
     retry::Backoff,
+    runs::{RunReason, RunStatus},
     telemetry::Metrics,
 };
 
@@ -86,7 +87,7 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     let mut accepted: (Vec<Uuid>, Vec<i32>) = Default::default();
     let mut retry: (Vec<Uuid>, Vec<i32>, Vec<String>, Vec<f64>) = Default::default();
-    let mut failed: (Vec<Uuid>, Vec<i32>, Vec<String>, Vec<&str>) = Default::default();
+    let mut failed: (Vec<Uuid>, Vec<i32>, Vec<String>, Vec<RunReason>) = Default::default();
     for r in batch {
         match &r.outcome {
             Outcome::Accepted { .. } => {
@@ -105,7 +106,7 @@ pub async fn record(
                 failed.0.push(r.run_id);
                 failed.1.push(r.attempt);
                 failed.2.push(error.clone());
-                failed.3.push(reason);
+                failed.3.push(*reason);
             }
         }
     }
@@ -123,7 +124,7 @@ pub async fn record(
     }
     let mut exhausted = 0u64;
     if !retry.0.is_empty() {
-        let statuses: Vec<String> = sqlx::query_scalar(
+        let statuses: Vec<RunStatus> = sqlx::query_scalar(
             "with u as ( \
                select * from unnest($1::uuid[], $2::int4[], $3::text[], $4::float8[]) \
                  as u(run_id, attempt, error, delay)), \
@@ -151,7 +152,10 @@ pub async fn record(
         .bind(settings.retry_for.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
-        exhausted = statuses.iter().filter(|s| *s == "failed_launch").count() as u64;
+        exhausted = statuses
+            .iter()
+            .filter(|s| **s == RunStatus::FailedLaunch)
+            .count() as u64;
     }
     if !failed.0.is_empty() {
         sqlx::query(
@@ -178,7 +182,7 @@ pub async fn record(
     for reason in &failed.3 {
         metrics
             .runs_failed_launch
-            .add(1, &[KeyValue::new("reason", *reason)]);
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
     metrics
         .runs_failed_launch

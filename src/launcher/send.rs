@@ -1,6 +1,7 @@
 //! One launch attempt: the request to the Executor inside a `launch` span whose trace is
 //! the run's, and the metrics of its answer.
 
+use crate::runs::RunReason;
 use chrono::Utc;
 use opentelemetry::KeyValue;
 use tracing::Instrument;
@@ -76,7 +77,7 @@ pub async fn launch_one(
                         "workflow {:?} version {} not found",
                         run.workflow_id, run.version
                     ),
-                    reason: "workflow_not_found",
+                    reason: RunReason::WorkflowNotFound,
                 };
             }
             // Not the run's fault: retried like an Executor outage.
@@ -97,7 +98,7 @@ pub async fn launch_one(
             scheduled_for: run.scheduled_for,
             fire_at: run.fire_at,
             attempt: run.attempt,
-            trigger: &run.trigger,
+            trigger: run.trigger,
             dag: &dag,
         };
         let traceparent = span_traceparent(&tracing::Span::current(), run.run_id);

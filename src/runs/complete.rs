@@ -177,7 +177,7 @@ async fn write(
     arm_window: std::time::Duration,
 ) -> Result<Vec<Completed>, sqlx::Error> {
     let ids: Vec<Uuid> = batch.iter().map(|r| r.run_id).collect();
-    let statuses: Vec<&str> = batch.iter().map(|r| r.status.as_str()).collect();
+    let statuses: Vec<RunStatus> = batch.iter().map(|r| r.status).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
     let mut tx = pool.begin().await?;
     db::plan_batch(&mut tx, BatchPlan::KeyLookups).await?;

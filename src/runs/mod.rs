@@ -13,4 +13,4 @@ pub mod complete;
 pub mod model;
 pub mod store;
 
-pub use model::{Run, RunStatus, RunTrigger};
+pub use model::{Run, RunReason, RunStatus, RunTrigger};

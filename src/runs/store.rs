@@ -6,6 +6,7 @@
 //! `tests/it/history.rs` EXPLAIN against a long history: each reads what is in flight or
 //! on the page, never the schedule's whole history (DESIGN §2.5).
 
+use super::RunReason;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -78,7 +79,7 @@ pub const CANCEL_PENDING: &str = "update runs set status = 'cancelled', reason =
 pub async fn cancel_pending(
     conn: &mut PgConnection,
     schedule_id: &str,
-    reason: &str,
+    reason: RunReason,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(CANCEL_PENDING)
         .bind(schedule_id)

@@ -8,7 +8,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::db::{self, Channel};
+use crate::{
+    db::{self, Channel},
+    runs::RunReason,
+};
 
 use super::{
     model::{
@@ -51,8 +54,8 @@ struct ScheduleRow {
     start_at: Option<DateTime<Utc>>,
     end_at: Option<DateTime<Utc>>,
     jitter_ms: i32,
-    overlap_policy: String,
-    catchup_policy: String,
+    overlap_policy: OverlapPolicy,
+    catchup_policy: CatchupPolicy,
     paused: bool,
     next_due_at: Option<DateTime<Utc>>,
     missed_uncounted: i64,
@@ -69,8 +72,7 @@ impl ScheduleRow {
         let corrupt = |m: String| StoreError::Corrupt(self.schedule_id.clone(), m);
         let spec =
             CronSpec::parse(&self.cron_expr, &self.timezone).map_err(|e| corrupt(e.message))?;
-        let overlap_policy: OverlapPolicy = self.overlap_policy.parse().map_err(corrupt)?;
-        let catchup_policy: CatchupPolicy = self.catchup_policy.parse().map_err(corrupt)?;
+        let (overlap_policy, catchup_policy) = (self.overlap_policy, self.catchup_policy);
         let window = Window {
             spec,
             start_at: self.start_at,
@@ -152,7 +154,7 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, schedule_id: &str) -> Result
 async fn cancel_pending(
     tx: &mut Transaction<'_, Postgres>,
     schedule_id: &str,
-    reason: &str,
+    reason: RunReason,
 ) -> Result<u64, sqlx::Error> {
     crate::runs::store::cancel_pending(tx, schedule_id, reason).await
 }
@@ -233,8 +235,8 @@ pub async fn upsert(
         .bind(spec.window.start_at)
         .bind(spec.window.end_at)
         .bind(spec.jitter_ms)
-        .bind(spec.overlap_policy.as_str())
-        .bind(spec.catchup_policy.as_str())
+        .bind(spec.overlap_policy)
+        .bind(spec.catchup_policy)
         .bind(spec.paused)
         .bind(next_due_at)
         .execute(&mut *tx)
@@ -246,7 +248,11 @@ pub async fn upsert(
     } else {
         if changed {
             let pausing = spec.paused && existing.as_ref().is_some_and(|r| !r.paused);
-            let reason = if pausing { "paused" } else { "spec_changed" };
+            let reason = if pausing {
+                RunReason::Paused
+            } else {
+                RunReason::SpecChanged
+            };
             cancel_pending(&mut tx, id, reason).await?;
         }
         sqlx::query(
@@ -268,8 +274,8 @@ pub async fn upsert(
         .bind(spec.window.start_at)
         .bind(spec.window.end_at)
         .bind(spec.jitter_ms)
-        .bind(spec.overlap_policy.as_str())
-        .bind(spec.catchup_policy.as_str())
+        .bind(spec.overlap_policy)
+        .bind(spec.catchup_policy)
         .bind(spec.paused)
         .bind(next_due_at)
         .bind(changed)
@@ -359,7 +365,7 @@ pub async fn set_paused(
     }
     if row.paused != paused {
         if paused {
-            cancel_pending(&mut tx, schedule_id, "paused").await?;
+            cancel_pending(&mut tx, schedule_id, RunReason::Paused).await?;
         }
         let next_due_at = if paused {
             row.next_due_at
@@ -403,7 +409,7 @@ pub async fn delete(
     .rows_affected()
         > 0;
     if deleted {
-        cancel_pending(&mut tx, schedule_id, "deleted").await?;
+        cancel_pending(&mut tx, schedule_id, RunReason::Deleted).await?;
         notify(&mut tx, schedule_id).await?;
     }
     tx.commit().await?;

@@ -11,8 +11,9 @@
 //! - **Uniqueness.** A partitioned table enforces a unique index only if it includes the
 //!   partition key. Three of ours do not: the primary key `run_id` (looked up by
 //!   `GET /runs/{id}`, the completion report and every launcher update; with partitions a
-//!   lookup probes every partition, since an id does not tell its tick), `idempotency_key`
-//!   (unique across the table: the same manual-launch key must give the same run), and
+//!   lookup probes every partition, since an id does not tell its tick), the clients'
+//!   idempotency keys `runs_client_key_idx (user_id, client_key)` (unique across the
+//!   table: a user's key must give the same run whenever it is sent again), and
 //!   `runs_exclusive_slot_idx (schedule_id) where exclusive_slot` (at most one exclusive run
 //!   of a schedule in flight: the overlap invariant, held by the database even when the
 //!   Rust code is wrong). Each would only be unique per partition.

@@ -53,7 +53,6 @@ pub mod config;
 pub mod db;
 pub mod fleet;
 pub mod healthcheck;
-pub mod lab;
 pub mod launcher;
 pub mod mock_executor;
 pub mod runs;

@@ -16,11 +16,12 @@ use std::{
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::{LabDb, Replica, args::FleetArgs, cpu::CpuSample, replica_env};
-use crate::{
+use cron_scheduler::{
     mock_executor::{Behaviour, MockExecutor},
     schedules::store::CHANGES_CHANNEL,
 };
+
+use super::{LabDb, Replica, args::FleetArgs, cpu::CpuSample, replica_env};
 
 /// The workflow every lab schedule runs (stored by [`Fleet::prepare`]).
 pub const WORKFLOW: &str = "lab";

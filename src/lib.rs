@@ -92,7 +92,6 @@ pub mod field;
 pub mod fleet;
 pub mod healthcheck;
 pub mod kinds;
-pub mod lab;
 pub mod launcher;
 pub mod mock_executor;
 pub mod net;

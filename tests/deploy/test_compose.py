@@ -294,6 +294,10 @@ def test_build_context_keeps_what_cargo_needs():
         needed += [t["path"] for t in manifest.get(section, []) if "path" in t]
     if "build" in manifest.get("package", {}):
         needed.append(manifest["package"]["build"])
+    # cargo reads every workspace member's manifest, even to build one package.
+    for member in manifest.get("workspace", {}).get("members", []):
+        if member != ".":
+            needed += [member, f"{member}/Cargo.toml"]
     for path in needed:
         assert (REPO / path).exists(), path
         assert not _ignored(path, patterns), f".dockerignore drops {path}, which the build needs"

@@ -322,7 +322,14 @@ pub async fn assert_every_second_once(
 
 /// The cluster's leader and epoch, per the database (no leader yet: `(None, 0)`).
 pub async fn leader(pool: &PgPool) -> (Option<String>, i64) {
-    cron_scheduler::lab::leader(pool).await.unwrap_or((None, 0))
+    sqlx::query_as(
+        "select leader_node, leader_epoch from fleet_state where cluster_name = 'default'",
+    )
+    .fetch_optional(pool)
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or((None, 0))
 }
 
 /// Every schedule, run and workflow version, as comparable text. (`fleet_state` is not

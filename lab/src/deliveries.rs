@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use cron_scheduler::mock_executor::{MockExecutor, Received};
+
 use super::report::{Lag, millis_between};
-use crate::mock_executor::{MockExecutor, Received};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Deliveries {

@@ -25,6 +25,11 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use cron_scheduler::{
+    mock_executor::Received,
+    schedules::{CatchupPolicy, OverlapPolicy},
+};
+
 use super::{
     CLK_TCK,
     args::FleetArgs,
@@ -35,7 +40,6 @@ use super::{
     register::{self, ScheduleDef},
     report::{self, Lag},
 };
-use crate::schedules::{CatchupPolicy, OverlapPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum Mode {
@@ -226,7 +230,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<LoadReport> {
     fleet.stop();
 
     // Deliveries in the window: lag = receive time − scheduled_for.
-    let in_window = |r: &crate::mock_executor::Received| r.received_at >= t0 && r.received_at <= t1;
+    let in_window = |r: &Received| r.received_at >= t0 && r.received_at <= t1;
     let delivered = deliveries::summarize(&mock, in_window);
     let per_second: BTreeMap<i64, usize> = mock.inspect_received(|all| {
         let mut m = BTreeMap::new();

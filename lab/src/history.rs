@@ -22,17 +22,18 @@ use std::{
 
 use serde::Serialize;
 
+use cron_scheduler::{
+    config::Config,
+    launcher::{self, LaunchSettings},
+    schedules::{CatchupPolicy, OverlapPolicy},
+};
+
 use super::{
     args::FleetArgs,
     fleet::{Fleet, WORKFLOW},
     quantile,
     register::{self, ScheduleDef},
     report, retention,
-};
-use crate::{
-    config::Config,
-    launcher::{self, LaunchSettings},
-    schedules::{CatchupPolicy, OverlapPolicy},
 };
 
 #[derive(Debug, Clone, clap::Args)]

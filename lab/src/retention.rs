@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use cron_scheduler::schedules::OverlapPolicy;
+
 use super::{
     args::{FleetArgs, RegisterArgs, parse_duration},
     fleet::Fleet,
@@ -17,7 +19,6 @@ use super::{
     register::{self, ScheduleDef},
     report,
 };
-use crate::schedules::OverlapPolicy;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RetentionArgs {

@@ -46,7 +46,7 @@ use nix::{
 };
 use sqlx::PgPool;
 
-use crate::db::{
+use cron_scheduler::db::{
     self,
     embedded::{EmbeddedOptions, EmbeddedPostgres, OnExit},
 };

@@ -1,8 +1,15 @@
 //! `cron-scheduler-lab`: failover drills, load runs and scenario measurements against real
-//! replica processes. Build with `cargo build --release --bins`; see docs/PERFORMANCE.md.
+//! replica processes of the `cron-scheduler` binary, a PostgreSQL cluster of the lab's own,
+//! a TCP fault proxy and an in-process mock Executor. It is a workspace member of its own,
+//! so none of it ships with the service: it depends only on the service crate's public API
+//! (`cron_scheduler::...`), like any other client would.
+//!
+//! Build with `cargo build --release -p cron-scheduler -p cron-scheduler-lab` (the replicas
+//! run the `cron-scheduler` binary next to this one in `target/release/`); the scenarios
+//! live in the library half of this package; see docs/PERFORMANCE.md.
 
 use clap::{Parser, Subcommand};
-use cron_scheduler::lab::{cohort, drill, executor_outage, history, load, outage, sweep};
+use cron_scheduler_lab::{cohort, drill, executor_outage, history, load, outage, sweep};
 
 /// mimalloc: the service allocates per request and per run (HTTP bodies, JSON, rows), from
 /// several threads at once, which glibc's allocator serves markedly slower.

@@ -19,6 +19,8 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use cron_scheduler::schedules::OverlapPolicy;
+
 use super::{
     args::{FleetArgs, RegisterArgs},
     deliveries::{self, Deliveries},
@@ -28,7 +30,6 @@ use super::{
     register::{self, Registration, ScheduleDef},
     report,
 };
-use crate::schedules::OverlapPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum DownMode {

@@ -27,6 +27,8 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use cron_scheduler::schedules::CatchupPolicy;
+
 use super::{
     args::{FleetArgs, RegisterArgs},
     cpu::CpuSplit,
@@ -37,7 +39,6 @@ use super::{
     register::{self, Registration, ScheduleDef},
     report,
 };
-use crate::schedules::CatchupPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicyChoice {

@@ -14,8 +14,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use cron_scheduler::schedules::{CatchupPolicy, CronSpec, OverlapPolicy, Window};
+
 use super::{args::RegisterArgs, fleet::Fleet, fleet::WORKFLOW};
-use crate::schedules::{CatchupPolicy, CronSpec, OverlapPolicy, Window};
 
 /// One schedule to register.
 #[derive(Debug, Clone)]

@@ -7,12 +7,13 @@
 
 use std::path::PathBuf;
 
+use cron_scheduler::schedules::OverlapPolicy;
+
 use super::{
     args::FleetArgs,
     load::{self, LoadArgs, LoadReport, Mode},
     report,
 };
-use crate::schedules::OverlapPolicy;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SweepArgs {

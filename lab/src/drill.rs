@@ -18,11 +18,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use cron_scheduler::mock_executor::Behaviour;
+
 use super::{
     LabDb, Replica, fleet::MockServer, leader, proxy::FaultProxy, proxy::Mode, quantile,
     replica_env,
 };
-use crate::mock_executor::Behaviour;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrillArgs {

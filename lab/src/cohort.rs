@@ -17,6 +17,8 @@ use std::{path::PathBuf, time::Duration};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use cron_scheduler::schedules::{CatchupPolicy, CronSpec};
+
 use super::{
     args::{FleetArgs, RegisterArgs},
     cpu::CpuSplit,
@@ -27,7 +29,6 @@ use super::{
     register::{self, Registration, ScheduleDef},
     report::{self, Lag},
 };
-use crate::schedules::{CatchupPolicy, CronSpec};
 
 const PREFIX: &str = "cohort-";
 

@@ -16,8 +16,12 @@ use std::{
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use cron_scheduler::{
+    db::Channel,
+    mock_executor::{Behaviour, MockExecutor},
+};
+
 use super::{LabDb, Replica, args::FleetArgs, cpu::CpuSample, replica_env};
-use crate::mock_executor::{Behaviour, MockExecutor};
 
 /// The workflow every lab schedule runs (stored by [`Fleet::prepare`]).
 pub const WORKFLOW: &str = "lab";
@@ -177,7 +181,7 @@ impl Fleet {
     /// Wakes the leader after the lab changed schedules by SQL (which sends no NOTIFY).
     pub async fn notify_schedule_change(&self) -> anyhow::Result<()> {
         sqlx::query("select pg_notify($1, '')")
-            .bind(crate::db::Channel::Schedules.name())
+            .bind(Channel::Schedules.name())
             .execute(&self.db.pool)
             .await?;
         Ok(())

@@ -137,12 +137,7 @@ impl LabDb {
     pub async fn restart(&mut self) -> anyhow::Result<Duration> {
         let started = Instant::now();
         if let Some(pg) = self.pg.take() {
-            let _ = tokio::task::spawn_blocking(move || {
-                let r = pg.kill();
-                std::mem::forget(pg);
-                r
-            })
-            .await?;
+            let _ = tokio::task::spawn_blocking(move || pg.crash()).await?;
         }
         let o = self.opts.clone();
         self.pg = Some(tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&o)).await??);

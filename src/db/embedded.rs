@@ -216,6 +216,19 @@ impl EmbeddedPostgres {
         self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "30"])
     }
 
+    /// Crashes the server ([`EmbeddedPostgres::kill`]) and gives up the folder, keeping
+    /// its data: the watchdog is stopped and the owner lock released, so
+    /// [`EmbeddedPostgres::start`] can bring the same cluster back (a database restart in
+    /// a drill).
+    pub fn crash(mut self) -> anyhow::Result<()> {
+        let killed = self.kill();
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+        killed
+    }
+
     fn pgdata(&self) -> PathBuf {
         self.dir.join("pgdata")
     }

@@ -273,3 +273,71 @@ fn a_misfire_grace_shorter_than_a_failover_refuses_to_start() {
         "nothing started"
     );
 }
+
+/// One process owns a cluster folder at a time, and a drill that crashes the database and
+/// brings it back in the same process gives the folder up first (`crash`): a second
+/// `start` while the first value lives is refused, after `crash` it comes back with the
+/// same data.
+#[tokio::test]
+async fn a_crashed_cluster_starts_again_in_the_same_folder_and_a_second_owner_is_refused() {
+    use cron_scheduler::db::embedded::{EmbeddedOptions, EmbeddedPostgres, OnExit};
+    let dir = std::env::temp_dir().join(format!(
+        "cron-scheduler-crash-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let port = free_port();
+    let opts = EmbeddedOptions {
+        dir,
+        bin_dir: None,
+        // Durable: a crash keeps what was committed (`ephemeral` turns synchronous
+        // commits off).
+        ephemeral: false,
+        on_exit: OnExit::StopAndRemove,
+        max_connections: 20,
+        port: Some(port),
+    };
+    let o = opts.clone();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&o))
+        .await
+        .unwrap()
+        .unwrap();
+    let url = pg.url("postgres");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql("create table kept (v int); insert into kept values (7)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let o = opts.clone();
+    let second = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&o))
+        .await
+        .unwrap()
+        .expect_err("the folder has an owner");
+    assert!(
+        second.to_string().contains("is in use by another process"),
+        "{second}"
+    );
+
+    tokio::task::spawn_blocking(move || pg.crash())
+        .await
+        .unwrap()
+        .unwrap();
+    let o = opts.clone();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&o))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pg.reused());
+    let pool = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    let v: i32 = sqlx::query_scalar("select v from kept")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(v, 7, "the data survived the crash");
+    pool.close().await;
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -32,7 +32,10 @@ use opentelemetry_sdk::{
 use sqlx::PgPool;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::{Config, LogFormat};
+use crate::{
+    config::{Config, LogFormat},
+    kinds::{RunReason, RunStatus},
+};
 
 /// Fire-lag and launch-duration buckets, in seconds: a millisecond to ten minutes.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -92,7 +95,7 @@ impl Metrics {
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build()
         };
-        Self {
+        let metrics = Self {
             schedules_due: meter
                 .u64_gauge("scheduler_schedules_due")
                 .with_description("Schedules found due in the leader's last tick pass")
@@ -163,6 +166,54 @@ impl Metrics {
                 "scheduler_http_request_duration_seconds",
                 "API request duration by route",
             ),
+        };
+        metrics.zero_known_series();
+        metrics
+    }
+
+    /// Creates every counter series whose labels are known up front, at 0: a series that
+    /// first appears already holding N is invisible to `increase()` (an alert on missed
+    /// ticks after an outage would see nothing), so every series an alert or dashboard
+    /// reads exists from start-up.
+    fn zero_known_series(&self) {
+        let with = |key: &'static str, values: &[&'static str]| -> Vec<[KeyValue; 1]> {
+            values.iter().map(|v| [KeyValue::new(key, *v)]).collect()
+        };
+        for labels in with("trigger", &["schedule", "catchup"]) {
+            self.runs_emitted.add(0, &labels);
+        }
+        for labels in with("reason", &["catchup_none", "uncounted"]) {
+            self.runs_missed.add(0, &labels);
+        }
+        for reason in [
+            RunReason::AttemptsExhausted,
+            RunReason::WorkflowNotFound,
+            RunReason::Rejected,
+        ] {
+            self.runs_failed_launch
+                .add(0, &[KeyValue::new("reason", reason.as_str())]);
+        }
+        for status in [RunStatus::Succeeded, RunStatus::Failed, RunStatus::TimedOut] {
+            self.runs_completed
+                .add(0, &[KeyValue::new("status", status.as_str())]);
+        }
+        for labels in with(
+            "class",
+            &["2xx", "409", "4xx", "429", "5xx", "timeout", "error"],
+        ) {
+            self.executor_responses.add(0, &labels);
+        }
+        for labels in with("claimed", &["some", "none"]) {
+            self.tick_batches.add(0, &labels);
+        }
+        for counter in [
+            &self.runs_skipped_overlap,
+            &self.runs_skipped_queue_full,
+            &self.runs_launched,
+            &self.runs_deleted,
+            &self.leader_elections,
+        ] {
+            counter.add(0, &[]);
         }
     }
 
@@ -203,10 +254,17 @@ fn resource(config: &Config) -> Resource {
 impl Telemetry {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let registry = prometheus::Registry::new();
+        // Every series carries `scheduler_cluster` (the resource's `scheduler.cluster`), so
+        // fleet-wide alerts (one leader, two leaders) can be scoped to a cluster. Not
+        // `cluster`: scrape configs often add a target label of that name, which would
+        // rename ours to `exported_cluster`.
         let prometheus = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_target_info()
             .scope_info_enabled(false)
+            .with_resource_selector(std::collections::HashSet::from([opentelemetry::Key::new(
+                "scheduler.cluster",
+            )]))
             .build()?;
         let mut builder = SdkMeterProvider::builder()
             .with_reader(prometheus)

@@ -143,6 +143,42 @@ async fn serve_with_no_configuration_uses_and_reuses_an_embedded_database() {
         log_of(&first)
     );
     assert!(log_of(&first).contains("created a new embedded PostgreSQL cluster"));
+    // Every counter an alert reads exists at 0 from start-up, with the cluster's name: a
+    // series that first appears holding N is invisible to `increase()`.
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (name, label) in [
+        ("scheduler_runs_missed_total", "reason=\"catchup_none\""),
+        ("scheduler_runs_missed_total", "reason=\"uncounted\""),
+        (
+            "scheduler_runs_failed_launch_total",
+            "reason=\"attempts_exhausted\"",
+        ),
+        (
+            "scheduler_runs_failed_launch_total",
+            "reason=\"workflow_not_found\"",
+        ),
+        ("scheduler_executor_responses_total", "class=\"5xx\""),
+        ("scheduler_runs_completed_total", "status=\"timed_out\""),
+        (
+            "scheduler_runs_skipped_overlap_total",
+            "scheduler_cluster=\"default\"",
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!("{name}{{"))
+                && l.contains(label)
+                && l.contains("scheduler_cluster=\"default\"")
+                && l.ends_with(" 0")),
+            "{name} {{{label}}} 0 not exported at start-up:\n{metrics}"
+        );
+    }
     let created = http
         .post(format!("http://127.0.0.1:{port}/schedules/upsert"))
         .json(&json!({"schedule_id": "persisted", "workflow_id": "wf", "version": 1, "user_id": "u", "cron_expr": "0 0 * * *"}))

@@ -66,8 +66,20 @@ pub struct Metrics {
     pub runs_completed: Counter<u64>,
     /// `scheduler_runs_deleted_total`: finished runs removed by retention.
     pub runs_deleted: Counter<u64>,
-    /// `scheduler_fire_lag_seconds`: launch time − scheduled_for, for accepted launches.
+    /// `scheduler_fire_lag_seconds`: launch time − scheduled_for, for accepted launches
+    /// (jitter and backfill included: how old the tick is when it runs).
     pub fire_lag: Histogram<f64>,
+    /// `scheduler_fire_lateness_seconds{trigger}`: launch time − `fire_at` (the intended
+    /// moment, jitter included; retries count as late), for accepted launches: how late
+    /// the service was, apart from the delay a schedule asked for.
+    pub fire_lateness: Histogram<f64>,
+    /// `scheduler_backlog_runs`: runs due (their `fire_at`, or `retry_at`) and not
+    /// launched yet, counted up to 100,000; reported by the leader, 0 elsewhere.
+    pub backlog_runs: Gauge<u64>,
+    /// `scheduler_backlog_oldest_seconds`: how long the oldest of them has been due; 0
+    /// when none (or not the leader). It grows while the Executor is down or no replica
+    /// launches, when no launch records a lag at all.
+    pub backlog_oldest: Gauge<f64>,
     /// `scheduler_launch_duration_seconds`: one Executor request.
     pub launch_duration: Histogram<f64>,
     /// `scheduler_executor_responses_total{class}`: `2xx`, `409`, `4xx`, `429`, `5xx`,
@@ -138,6 +150,18 @@ impl Metrics {
                 "scheduler_fire_lag_seconds",
                 "Launch time minus scheduled_for, for accepted launches",
             ),
+            fire_lateness: latency(
+                "scheduler_fire_lateness_seconds",
+                "Launch time minus the run's intended fire time (jitter included), by trigger",
+            ),
+            backlog_runs: meter
+                .u64_gauge("scheduler_backlog_runs")
+                .with_description("Runs due and not launched yet (up to 100000), from the leader")
+                .build(),
+            backlog_oldest: meter
+                .f64_gauge("scheduler_backlog_oldest_seconds")
+                .with_description("Age of the oldest due, unlaunched run, from the leader")
+                .build(),
             launch_duration: latency(
                 "scheduler_launch_duration_seconds",
                 "Duration of one launch request to the Executor",

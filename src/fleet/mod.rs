@@ -1,9 +1,11 @@
 //! The fleet: leader election ([`leader`]), the node registry ([`nodes`]), the ticker
 //! ([`ticker`], with its pure planning in [`ticks`]) and the fleet-wide worker switch
 //! (`fleet_state.worker_enabled`, set through `/worker/start` and `/worker/stop`), and
-//! retention ([`retention`], a task of the leader). The launcher is not started here: the
+//! the leader's housekeeping: retention ([`retention`]) and the backlog gauges
+//! ([`backlog`]). The launcher is not started here: the
 //! app wires each part (`crate::app`), and no domain module starts another.
 
+pub mod backlog;
 pub mod leader;
 pub mod nodes;
 pub mod retention;
@@ -75,6 +77,12 @@ impl Fleet {
             tokio::spawn(leader::run(
                 pool.clone(),
                 election_settings(config),
+                state.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(backlog::run(
+                pool.clone(),
                 state.clone(),
                 metrics,
                 shutdown.clone(),

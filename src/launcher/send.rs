@@ -120,6 +120,13 @@ pub async fn launch_one(
                     .num_microseconds()
                     .unwrap_or(i64::MAX);
                 metrics.fire_lag.record(lag as f64 / 1e6, &[]);
+                let late = (Utc::now() - run.fire_at)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX);
+                metrics.fire_lateness.record(
+                    late.max(0) as f64 / 1e6,
+                    &[KeyValue::new("trigger", run.trigger.as_str())],
+                );
                 tracing::debug!(status = class, "launched");
             }
             Outcome::Retry { error, .. } => tracing::warn!(%error, "launch failed; will retry"),

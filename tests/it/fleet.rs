@@ -540,3 +540,50 @@ async fn the_leader_backs_off_while_every_due_schedule_is_locked() {
     .await;
     app.stop().await;
 }
+
+/// The backlog: runs due and not launched yet, and the age of the oldest. With no
+/// Executor configured nothing launches, so a run due 30 s ago shows up in the leader's
+/// gauges (launch lag, recorded only on success, would show nothing).
+#[tokio::test]
+async fn the_leader_reports_the_backlog_of_due_unlaunched_runs() {
+    let app = TestApp::spawn_with(fleet_config).await;
+    let (count, oldest) = cron_scheduler::fleet::backlog::measure(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!((count, oldest), (0, 0.0), "nothing due yet");
+    let due = (Utc::now() - TimeDelta::seconds(30)).to_rfc3339();
+    let future = (Utc::now() + TimeDelta::hours(1)).to_rfc3339();
+    crate::common::insert_pending_run(&app.pool, "s1", &due).await;
+    crate::common::insert_pending_run(&app.pool, "s2", &due).await;
+    crate::common::insert_pending_run(&app.pool, "s3", &future).await;
+    let (count, oldest) = cron_scheduler::fleet::backlog::measure(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "the future run is not due");
+    assert!((29.0..120.0).contains(&oldest), "{oldest}");
+    wait_for(
+        "the gauges on /metrics",
+        Duration::from_secs(20),
+        || async {
+            let text = app
+                .http
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let value = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(name) && !l.starts_with('#'))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            value("scheduler_backlog_runs") == 2.0
+                && value("scheduler_backlog_oldest_seconds") >= 29.0
+        },
+    )
+    .await;
+    app.stop().await;
+}

@@ -69,6 +69,8 @@ async fn metrics_and_spans_reach_the_collector_and_the_trace_reaches_the_executo
     for expected in [
         "scheduler_runs_emitted",
         "scheduler_fire_lag_seconds",
+        "scheduler_fire_lateness_seconds",
+        "scheduler_backlog_runs",
         "scheduler_launch_duration_seconds",
         "scheduler_executor_responses",
         "scheduler_is_leader",

@@ -23,7 +23,8 @@ fn referenced(text: &str) -> BTreeSet<String> {
         let end = text[start..]
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .map_or(text.len(), |e| start + e);
-        if boundary {
+        // `scheduler_cluster` is the label every series carries, not a metric.
+        if boundary && &text[start..end] != "scheduler_cluster" {
             names.insert(text[start..end].to_owned());
         }
         i = end;

@@ -95,86 +95,31 @@ fn rust_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Everything above the shared helpers.
+const ABOVE_SHARED: &[&str] = &["api", "app", "schedules", "runs", "fleet", "launcher", "db"];
+/// The same, and configuration: the smallest helpers depend on nothing of this crate.
+const ABOVE_LEAVES: &[&str] = &[
+    "api",
+    "app",
+    "schedules",
+    "runs",
+    "fleet",
+    "launcher",
+    "db",
+    "config",
+];
+
 /// (module, the modules it must not refer to)
 const RULES: &[(&str, &[&str])] = &[
     // Shared helpers and configuration: nothing above them.
-    (
-        "config.rs",
-        &["api", "app", "schedules", "runs", "fleet", "launcher", "db"],
-    ),
-    (
-        "credentials.rs",
-        &["api", "app", "schedules", "runs", "fleet", "launcher", "db"],
-    ),
-    (
-        "field.rs",
-        &[
-            "api",
-            "app",
-            "schedules",
-            "runs",
-            "fleet",
-            "launcher",
-            "db",
-            "config",
-        ],
-    ),
-    (
-        "kinds.rs",
-        &[
-            "api",
-            "app",
-            "schedules",
-            "runs",
-            "fleet",
-            "launcher",
-            "db",
-            "config",
-        ],
-    ),
-    (
-        "net.rs",
-        &[
-            "api",
-            "app",
-            "schedules",
-            "runs",
-            "fleet",
-            "launcher",
-            "db",
-            "config",
-        ],
-    ),
-    (
-        "retry.rs",
-        &[
-            "api",
-            "app",
-            "schedules",
-            "runs",
-            "fleet",
-            "launcher",
-            "db",
-            "config",
-        ],
-    ),
-    (
-        "text.rs",
-        &[
-            "api",
-            "app",
-            "schedules",
-            "runs",
-            "fleet",
-            "launcher",
-            "db",
-            "config",
-        ],
-    ),
-    (
-        "telemetry.rs",
-        &["api", "app", "schedules", "runs", "fleet", "launcher", "db"],
-    ),
+    ("config.rs", ABOVE_SHARED),
+    ("credentials.rs", ABOVE_SHARED),
+    ("telemetry.rs", ABOVE_SHARED),
+    ("field.rs", ABOVE_LEAVES),
+    ("kinds.rs", ABOVE_LEAVES),
+    ("net.rs", ABOVE_LEAVES),
+    ("retry.rs", ABOVE_LEAVES),
+    ("text.rs", ABOVE_LEAVES),
     // The database layer: below every domain module.
     (
         "db",

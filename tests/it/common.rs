@@ -202,6 +202,18 @@ impl TestApp {
         self.send_raw(Method::GET, path, None).await
     }
 
+    /// The replica's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send_raw(Method::DELETE, path, None).await
     }

@@ -64,15 +64,7 @@ async fn dashboard_and_alert_metrics_exist() {
         mock.mock.stats().callbacks_sent >= 2
     })
     .await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let emitted: BTreeSet<String> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -486,15 +486,7 @@ async fn a_schedule_stops_at_its_end_and_completes() {
 /// The leader's claim transactions so far with `claimed="none"` or `"some"`, from
 /// `/metrics`.
 async fn tick_batches(app: &TestApp, claimed: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     text.lines()
         .filter(|l| {
             l.starts_with("scheduler_tick_batches_total{")
@@ -565,15 +557,7 @@ async fn the_leader_reports_the_backlog_of_due_unlaunched_runs() {
         "the gauges on /metrics",
         Duration::from_secs(20),
         || async {
-            let text = app
-                .http
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = app.metrics().await;
             let value = |name: &str| {
                 text.lines()
                     .find(|l| l.starts_with(name) && !l.starts_with('#'))

@@ -694,15 +694,7 @@ async fn retention_removes_runs_that_ended_before_it_and_nothing_in_flight() {
 }
 
 async fn deleted_total(app: &TestApp) -> Option<f64> {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     text.lines()
         .find(|l| l.starts_with("scheduler_runs_deleted_total"))
         .and_then(|l| l.rsplit(' ').next())

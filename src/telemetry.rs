@@ -80,6 +80,9 @@ pub struct Metrics {
     /// when none (or not the leader). It grows while the Executor is down or no replica
     /// launches, when no launch records a lag at all.
     pub backlog_oldest: Gauge<f64>,
+    /// `scheduler_schedules_unhealthy{reason}`: schedules `late` or `failing` at the
+    /// leader's last complete survey (`fleet::health`); 0 elsewhere.
+    pub schedules_unhealthy: Gauge<u64>,
     /// `scheduler_launch_duration_seconds`: one Executor request.
     pub launch_duration: Histogram<f64>,
     /// `scheduler_executor_responses_total{class}`: `2xx`, `409`, `4xx`, `429`, `5xx`,
@@ -162,6 +165,10 @@ impl Metrics {
                 .f64_gauge("scheduler_backlog_oldest_seconds")
                 .with_description("Age of the oldest due, unlaunched run, from the leader")
                 .build(),
+            schedules_unhealthy: meter
+                .u64_gauge("scheduler_schedules_unhealthy")
+                .with_description("Schedules late or failing, by reason, from the leader")
+                .build(),
             launch_duration: latency(
                 "scheduler_launch_duration_seconds",
                 "Duration of one launch request to the Executor",
@@ -238,6 +245,14 @@ impl Metrics {
             &self.leader_elections,
         ] {
             counter.add(0, &[]);
+        }
+    }
+
+    /// Records the unhealthy-schedules gauge, both reasons.
+    pub fn record_unhealthy(&self, late: u64, failing: u64) {
+        for (reason, n) in [("late", late), ("failing", failing)] {
+            self.schedules_unhealthy
+                .record(n, &[KeyValue::new("reason", reason)]);
         }
     }
 

@@ -1,6 +1,8 @@
 //! Launch endpoints: manual launches, trigger-now, bounded backfill, and the Executor's
 //! completion report.
 
+use std::time::Duration;
+
 use axum::{
     Json, Router,
     extract::State,
@@ -228,10 +230,11 @@ async fn visible_schedule(
     pool: &PgPool,
     caller: &Caller,
     raw_id: &str,
+    late_after: Duration,
 ) -> ApiResult<(ScheduleId, Schedule)> {
     let not_found = || ApiError::not_found(format!("no schedule with id {raw_id:?}"));
     let id = ScheduleId::parse(raw_id).map_err(|_| not_found())?;
-    let schedule = schedules_store::get(pool, id.as_str())
+    let schedule = schedules_store::get(pool, id.as_str(), late_after)
         .await?
         .filter(|s| caller.sees(&s.user_id))
         .ok_or_else(not_found)?;
@@ -279,7 +282,7 @@ pub async fn trigger_schedule(
             "Idempotency-Key",
         )?),
     };
-    let (id, s) = visible_schedule(&state.pool, &caller, &id).await?;
+    let (id, s) = visible_schedule(&state.pool, &caller, &id, state.config.misfire_grace).await?;
     insert_manual(
         &state,
         ManualRun {
@@ -360,7 +363,7 @@ pub async fn backfill_schedule(
     if to < from {
         return Err(ApiError::invalid("to", "to must not be before from"));
     }
-    let (id, s) = visible_schedule(&state.pool, &caller, &id).await?;
+    let (id, s) = visible_schedule(&state.pool, &caller, &id, state.config.misfire_grace).await?;
     let db_now: DateTime<Utc> = sqlx::query_scalar("select now()")
         .fetch_one(&state.pool)
         .await?;

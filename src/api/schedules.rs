@@ -17,7 +17,7 @@ use super::{
     extract::{JsonBody, PathParams, QueryParams, parse_limit, parse_param},
 };
 use crate::schedules::{
-    Schedule,
+    Schedule, ScheduleHealth,
     model::{ScheduleId, ScheduleRequest},
     store::{self, ListFilter},
 };
@@ -63,7 +63,13 @@ pub async fn upsert_schedule(
 ) -> ApiResult<impl IntoResponse> {
     let spec = request.validate(state.defaults)?;
     caller.check_acting_as(&spec.user_id, "user_id")?;
-    let (schedule, created) = store::upsert(&state.pool, &spec, caller.user_scope()).await?;
+    let (schedule, created) = store::upsert(
+        &state.pool,
+        &spec,
+        caller.user_scope(),
+        state.config.misfire_grace,
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -89,7 +95,7 @@ pub async fn get_schedule(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Schedule>> {
     let id = path_id(&id)?;
-    store::get(&state.pool, id.as_str())
+    store::get(&state.pool, id.as_str(), state.config.misfire_grace)
         .await?
         .filter(|s| caller.sees(&s.user_id))
         .map(Json)
@@ -106,6 +112,10 @@ pub struct ListQuery {
     /// Only paused (`true`) or unpaused (`false`) schedules.
     #[param(value_type = bool, required = false)]
     paused: Option<String>,
+    /// Only schedules of this health. A page then examines at most 10,000 schedules, so it
+    /// may hold fewer than `limit` (none, even) and still have a `next_cursor`.
+    #[param(value_type = Option<ScheduleHealth>, required = false)]
+    health: Option<String>,
     /// Page size, 1..=1000 (default 100).
     #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
     limit: Option<String>,
@@ -139,6 +149,9 @@ pub async fn list_schedules(
 ) -> ApiResult<Json<ScheduleList>> {
     let paused = parse_param(q.paused.as_deref(), "paused", "true or false", |v| {
         v.parse::<bool>().ok()
+    })?;
+    let health = parse_param(q.health.as_deref(), "health", "ok, late or failing", |v| {
+        v.parse::<ScheduleHealth>().ok()
     })?;
     let limit = parse_limit(q.limit.as_deref(), 100, 1000)?;
     let after = match q.cursor {
@@ -175,10 +188,12 @@ pub async fn list_schedules(
         user_id,
         workflow_id: q.workflow_id,
         paused,
+        health,
         after,
         limit,
     };
-    let (schedules, next_cursor) = store::list(&state.pool, &filter).await?;
+    let (schedules, next_cursor) =
+        store::list(&state.pool, &filter, state.config.misfire_grace).await?;
     Ok(Json(ScheduleList {
         schedules,
         next_cursor,
@@ -216,10 +231,16 @@ pub async fn pause_schedule(
     let paused = body
         .paused
         .ok_or_else(|| ApiError::invalid("paused", "paused is required (true or false)"))?;
-    store::set_paused(&state.pool, id.as_str(), paused, caller.user_scope())
-        .await?
-        .map(Json)
-        .ok_or_else(|| schedule_not_found(id.as_str()))
+    store::set_paused(
+        &state.pool,
+        id.as_str(),
+        paused,
+        caller.user_scope(),
+        state.config.misfire_grace,
+    )
+    .await?
+    .map(Json)
+    .ok_or_else(|| schedule_not_found(id.as_str()))
 }
 
 /// Delete a schedule: pending runs are cancelled and no further tick fires.

@@ -6,6 +6,7 @@
 //! app wires each part (`crate::app`), and no domain module starts another.
 
 pub mod backlog;
+pub mod health;
 pub mod leader;
 pub mod nodes;
 pub mod retention;
@@ -84,7 +85,14 @@ impl Fleet {
             tokio::spawn(backlog::run(
                 pool.clone(),
                 state.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(health::run(
+                pool.clone(),
+                state.clone(),
                 metrics,
+                config.misfire_grace,
                 shutdown.clone(),
             )),
             tokio::spawn(nodes::run(

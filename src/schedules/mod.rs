@@ -1,10 +1,12 @@
 //! Schedules: the cron dialect, the validated schedule types, and their storage.
 
 pub mod count;
+pub mod health;
 pub mod model;
 pub mod spec;
 pub mod store;
 
 pub use count::{TickCount, count_ticks, last_ticks_before};
+pub use health::ScheduleHealth;
 pub use model::{CatchupPolicy, OverlapPolicy, Schedule, ScheduleSpec, ScheduleStatus};
 pub use spec::{CronSpec, Window};

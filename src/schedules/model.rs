@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
+use super::health::ScheduleHealth;
 use super::spec::{CronSpec, SpecError, Window};
 pub use crate::field::{
     FieldError, MAX_NAME_LEN, validate_instant, validate_name, validate_version,
 };
+use crate::kinds::RunStatus;
 pub use crate::kinds::{CatchupPolicy, OverlapPolicy};
 
 /// Largest `jitter_ms`: one hour.
@@ -109,6 +111,15 @@ pub struct ScheduleRequest {
     #[schema(ignore)]
     #[serde(default)]
     pub warnings: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub last_fire_at: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub last_run_status: Option<IgnoredAny>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub health: Option<IgnoredAny>,
 }
 
 /// An optional integer that JSON may spell `7` or `7.0` (JSON Schema counts both as
@@ -287,6 +298,14 @@ pub struct Schedule {
     /// version that is not stored yet (the schedule is kept, and its runs fail until the
     /// version is stored). Empty when nothing is wrong.
     pub warnings: Vec<String>,
+    /// When the Executor last accepted a run of this schedule (among its latest 50
+    /// ticks); `null` if none did.
+    pub last_fire_at: Option<DateTime<Utc>>,
+    /// The status of the schedule's latest tick that has come due; `null` before the first.
+    pub last_run_status: Option<RunStatus>,
+    /// `ok`; `late`: a tick is past due by more than the misfire grace and not launched;
+    /// `failing`: its 3 latest ended runs failed. See `docs/API.md`, "Schedule health".
+    pub health: ScheduleHealth,
 }
 
 #[cfg(test)]

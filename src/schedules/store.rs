@@ -5,15 +5,19 @@
 //! "Now" is always the database's `now()` (invariant 3): the API computes a new schedule's
 //! first due tick from the same clock the leader uses to decide due-ness.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::{
     db::{self, Channel},
+    kinds::RunStatus,
     runs::RunReason,
 };
 
 use super::{
+    health::{self, ScheduleHealth},
     model::{
         CatchupPolicy, FieldError, NEXT_FIRE_TIMES, OverlapPolicy, Schedule, ScheduleSpec,
         ScheduleStatus, check_fires_after,
@@ -36,12 +40,19 @@ pub enum StoreError {
     Corrupt(String, String),
 }
 
-/// The columns every read selects, plus the database clock.
-const COLUMNS: &str = "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
-    start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-    missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
-    exists (select 1 from workflow_versions w where w.workflow_id = schedules.workflow_id \
-      and w.version = schedules.version) as workflow_stored";
+/// The columns every read selects: the row, the database clock, and what the schedule's
+/// runs say of it (see [`super::health`]). `late_after` is how far past due a tick may be
+/// before the schedule is `late` (the misfire grace).
+fn columns(late_after: Duration) -> String {
+    format!(
+        "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
+         start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
+         missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
+         exists (select 1 from workflow_versions w where w.workflow_id = schedules.workflow_id \
+           and w.version = schedules.version) as workflow_stored, {}",
+        health::columns("schedules", late_after)
+    )
+}
 
 #[derive(Debug, sqlx::FromRow)]
 struct ScheduleRow {
@@ -65,6 +76,9 @@ struct ScheduleRow {
     db_now: DateTime<Utc>,
     /// Whether the schedule's workflow version is stored (its DAG exists).
     workflow_stored: bool,
+    last_fire_at: Option<DateTime<Utc>>,
+    last_run_status: Option<RunStatus>,
+    health: ScheduleHealth,
 }
 
 impl ScheduleRow {
@@ -123,6 +137,9 @@ impl ScheduleRow {
             missed_uncounted_exact: self.missed_uncounted_exact,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            last_fire_at: self.last_fire_at,
+            last_run_status: self.last_run_status,
+            health: self.health,
         })
     }
 
@@ -162,9 +179,11 @@ async fn cancel_pending(
 async fn select_for_update(
     tx: &mut Transaction<'_, Postgres>,
     schedule_id: &str,
+    late_after: Duration,
 ) -> Result<Option<ScheduleRow>, sqlx::Error> {
     sqlx::query_as::<_, ScheduleRow>(&format!(
-        "select {COLUMNS} from schedules where schedule_id = $1 for update"
+        "select {} from schedules where schedule_id = $1 for update",
+        columns(late_after)
     ))
     .bind(schedule_id)
     .fetch_optional(&mut **tx)
@@ -182,11 +201,12 @@ pub async fn upsert(
     pool: &PgPool,
     spec: &ScheduleSpec,
     owner: Option<&str>,
+    late_after: Duration,
 ) -> Result<(Schedule, bool), StoreError> {
     let mut tx = pool.begin().await?;
     let now = db_now(&mut tx).await?;
     let id = spec.schedule_id.as_str();
-    let existing = select_for_update(&mut tx, id).await?;
+    let existing = select_for_update(&mut tx, id, late_after).await?;
     if let (Some(row), Some(owner)) = (&existing, owner) {
         if row.user_id != owner {
             return Err(StoreError::NotVisible(id.to_owned()));
@@ -243,7 +263,7 @@ pub async fn upsert(
         .await?;
         if inserted.rows_affected() == 0 {
             drop(tx);
-            return Box::pin(upsert(pool, spec, owner)).await;
+            return Box::pin(upsert(pool, spec, owner, late_after)).await;
         }
     } else {
         if changed {
@@ -283,16 +303,23 @@ pub async fn upsert(
         .await?;
     }
     notify(&mut tx, id).await?;
-    let row = select_for_update(&mut tx, id).await?.ok_or_else(|| {
-        StoreError::Corrupt(id.to_owned(), "vanished inside its transaction".into())
-    })?;
+    let row = select_for_update(&mut tx, id, late_after)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(id.to_owned(), "vanished inside its transaction".into())
+        })?;
     tx.commit().await?;
     Ok((row.into_schedule()?, created))
 }
 
-pub async fn get(pool: &PgPool, schedule_id: &str) -> Result<Option<Schedule>, StoreError> {
+pub async fn get(
+    pool: &PgPool,
+    schedule_id: &str,
+    late_after: Duration,
+) -> Result<Option<Schedule>, StoreError> {
     let row = sqlx::query_as::<_, ScheduleRow>(&format!(
-        "select {COLUMNS} from schedules where schedule_id = $1"
+        "select {} from schedules where schedule_id = $1",
+        columns(late_after)
     ))
     .bind(schedule_id)
     .fetch_optional(pool)
@@ -306,44 +333,85 @@ pub struct ListFilter {
     pub user_id: Option<String>,
     pub workflow_id: Option<String>,
     pub paused: Option<bool>,
+    pub health: Option<ScheduleHealth>,
     /// Exclusive: schedules with a larger id than this.
     pub after: Option<String>,
     pub limit: u32,
 }
 
+/// How many schedules one health-filtered page examines at most: health is computed when
+/// read, so a page costs what it scans. A page may hold fewer matches than asked for (none,
+/// even) and still carry a `next_cursor`: the scan goes on from there.
+pub const HEALTH_SCAN: i64 = 10_000;
+
 /// One page of schedules in id order, and the cursor of the next page (if there is one).
 pub async fn list(
     pool: &PgPool,
     filter: &ListFilter,
+    late_after: Duration,
 ) -> Result<(Vec<Schedule>, Option<String>), StoreError> {
-    let rows = sqlx::query_as::<_, ScheduleRow>(&format!(
-        "select {COLUMNS} from schedules \
-         where ($1::text is null or user_id = $1) \
+    const MATCHING: &str = "($1::text is null or user_id = $1) \
            and ($2::text is null or workflow_id = $2) \
            and ($3::bool is null or paused = $3) \
-           and ($4::text is null or schedule_id > $4) \
-         order by schedule_id \
-         limit $5"
+           and ($4::text is null or schedule_id > $4)";
+    let limit = filter.limit as usize;
+    let Some(health) = filter.health else {
+        let rows = sqlx::query_as::<_, ScheduleRow>(&format!(
+            "select {} from schedules where {MATCHING} order by schedule_id limit $5",
+            columns(late_after)
+        ))
+        .bind(&filter.user_id)
+        .bind(&filter.workflow_id)
+        .bind(filter.paused)
+        .bind(&filter.after)
+        .bind(i64::from(filter.limit) + 1)
+        .fetch_all(pool)
+        .await?;
+        let has_more = rows.len() > limit;
+        let schedules = into_schedules(rows, limit)?;
+        let next = has_more
+            .then(|| schedules.last().map(|s| s.schedule_id.clone()))
+            .flatten();
+        return Ok((schedules, next));
+    };
+    let examined: Vec<String> = sqlx::query_scalar(&format!(
+        "select schedule_id from schedules where {MATCHING} order by schedule_id limit $5"
     ))
     .bind(&filter.user_id)
     .bind(&filter.workflow_id)
     .bind(filter.paused)
     .bind(&filter.after)
+    .bind(HEALTH_SCAN)
+    .fetch_all(pool)
+    .await?;
+    let rows = sqlx::query_as::<_, ScheduleRow>(&format!(
+        "select {} from schedules where schedule_id = any($1) and {} = $2 \
+         order by schedule_id limit $3",
+        columns(late_after),
+        health::expression("schedules", late_after)
+    ))
+    .bind(&examined)
+    .bind(health)
     .bind(i64::from(filter.limit) + 1)
     .fetch_all(pool)
     .await?;
-    let has_more = rows.len() > filter.limit as usize;
-    let schedules = rows
-        .into_iter()
-        .take(filter.limit as usize)
-        .map(ScheduleRow::into_schedule)
-        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = rows.len() > limit;
+    let schedules = into_schedules(rows, limit)?;
     let next = if has_more {
         schedules.last().map(|s| s.schedule_id.clone())
+    } else if examined.len() as i64 == HEALTH_SCAN {
+        examined.last().cloned()
     } else {
         None
     };
     Ok((schedules, next))
+}
+
+fn into_schedules(rows: Vec<ScheduleRow>, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+    rows.into_iter()
+        .take(limit)
+        .map(ScheduleRow::into_schedule)
+        .collect()
 }
 
 /// Pauses (cancelling pending runs) or unpauses (resuming from the next future tick:
@@ -354,10 +422,11 @@ pub async fn set_paused(
     schedule_id: &str,
     paused: bool,
     owner: Option<&str>,
+    late_after: Duration,
 ) -> Result<Option<Schedule>, StoreError> {
     let mut tx = pool.begin().await?;
     let now = db_now(&mut tx).await?;
-    let Some(row) = select_for_update(&mut tx, schedule_id).await? else {
+    let Some(row) = select_for_update(&mut tx, schedule_id, late_after).await? else {
         return Ok(None);
     };
     if owner.is_some_and(|o| o != row.user_id) {
@@ -384,7 +453,7 @@ pub async fn set_paused(
         .await?;
         notify(&mut tx, schedule_id).await?;
     }
-    let row = select_for_update(&mut tx, schedule_id)
+    let row = select_for_update(&mut tx, schedule_id, late_after)
         .await?
         .ok_or_else(|| StoreError::Corrupt(schedule_id.to_owned(), "vanished".into()))?;
     tx.commit().await?;

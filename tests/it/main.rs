@@ -12,6 +12,7 @@ mod launcher;
 mod load;
 mod preview;
 mod runs;
+mod schedule_health;
 mod schedules;
 mod security;
 mod telemetry;

@@ -71,6 +71,7 @@ async fn metrics_and_spans_reach_the_collector_and_the_trace_reaches_the_executo
         "scheduler_fire_lag_seconds",
         "scheduler_fire_lateness_seconds",
         "scheduler_backlog_runs",
+        "scheduler_schedules_unhealthy",
         "scheduler_launch_duration_seconds",
         "scheduler_executor_responses",
         "scheduler_is_leader",

@@ -1,0 +1,43 @@
+-- Per-schedule health, as `GET /schedules` reports it and the leader's gauge counts it.
+--
+-- `late`: an active schedule that should have fired and has not: its next tick is more
+-- than `late_after` (the misfire grace) in the past and no leader turned it into a run,
+-- or one of its runs has been due that long without an accepted launch (pending or stuck
+-- launching: the Executor refuses or is down, or no replica launches).
+-- `failing`: its 3 latest ended runs (among its 50 latest ticks) all failed
+-- (`failed`, `timed_out` or `failed_launch`).
+-- Otherwise `ok`. `late` is reported first: it is what is happening now.
+--
+-- Computed when read, from the schedule's row and a bounded walk of its own runs
+-- (`runs_schedule_status_idx` and the `(schedule_id, scheduled_for)` key): nothing is
+-- written on the hot path to keep it, and one schedule's answer costs at most about 50
+-- index entries whatever its history.
+create function schedule_health(
+    p_schedule_id text,
+    p_paused boolean,
+    p_next_due_at timestamptz,
+    p_end_at timestamptz,
+    p_late_after interval
+) returns text
+language sql stable parallel safe as $$
+    select case
+        when not p_paused
+             and p_next_due_at is not null
+             and (p_end_at is null or p_end_at >= now())
+             and (p_next_due_at < now() - p_late_after
+                  or exists (select 1 from runs r
+                             where r.schedule_id = p_schedule_id
+                               and r.status in ('pending', 'launching')
+                               and r.fire_at < now() - p_late_after))
+            then 'late'
+        when (select count(*) = 3 and bool_and(e.status in ('failed', 'timed_out', 'failed_launch'))
+              from (select t.status from
+                        (select r.status, r.scheduled_for from runs r
+                         where r.schedule_id = p_schedule_id
+                         order by r.scheduled_for desc limit 50) t
+                    where t.status in ('succeeded', 'failed', 'timed_out', 'failed_launch')
+                    order by t.scheduled_for desc limit 3) e)
+            then 'failing'
+        else 'ok'
+    end
+$$;

@@ -112,7 +112,7 @@ pub struct ListQuery {
     /// Only paused (`true`) or unpaused (`false`) schedules.
     #[param(value_type = bool, required = false)]
     paused: Option<String>,
-    /// Only schedules of this health. A page then examines at most 10,000 schedules, so it
+    /// Only schedules of this health. A page then examines at most 2,000 schedules, so it
     /// may hold fewer than `limit` (none, even) and still have a `next_cursor`.
     #[param(value_type = Option<ScheduleHealth>, required = false)]
     health: Option<String>,

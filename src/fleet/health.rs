@@ -4,8 +4,9 @@
 //! Health is computed when read, so counting it costs what it scans. The leader surveys
 //! every schedule in id order, [`CHUNK`] schedules every [`EVERY`], and publishes the
 //! counts when a survey completes: at most one chunk of work per step whatever the number
-//! of schedules, and a full survey every `EVERY × ⌈schedules / CHUNK⌉` (5 s up to 5,000
-//! schedules, 100 s at 100,000). A replica that does not lead reports 0, so the fleet's
+//! of schedules (about 0.1 s of database time per chunk, measured with 100,000 schedules
+//! and 6 million runs), and a full survey every `EVERY × ⌈schedules / CHUNK⌉` (5 s up to
+//! 2,000 schedules, 250 s at 100,000). A replica that does not lead reports 0, so the fleet's
 //! figure is the max (or sum) over replicas; a new leader reports after its first survey.
 
 use std::{sync::Arc, time::Duration};
@@ -22,7 +23,7 @@ use crate::{
 /// How often the leader surveys one chunk.
 pub const EVERY: Duration = Duration::from_secs(5);
 /// Schedules surveyed per step.
-pub const CHUNK: i64 = 5_000;
+pub const CHUNK: i64 = 2_000;
 
 /// Counts of a survey in progress.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

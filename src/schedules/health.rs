@@ -6,16 +6,17 @@
 //!   without an accepted launch (the Executor refuses with retries or is down, no replica
 //!   launches). `late_after` is the misfire grace (`SCHEDULER_MISFIRE_GRACE_MS`): what the
 //!   scheduler itself tolerates before it calls a tick missed.
-//! - `failing`: its [`FAILING_AFTER`] latest ended runs, among its [`RECENT_TICKS`] latest
-//!   ticks, all failed (`failed`, `timed_out` or `failed_launch`).
+//! - `failing`: its [`FAILING_AFTER`] latest ended runs all failed (`failed`, `timed_out`
+//!   or `failed_launch`): that many failures since its latest `succeeded` run.
 //! - `ok` otherwise (paused and completed schedules are never `late`).
 //!
 //! `late` is reported before `failing`: it is what is happening now.
 //!
 //! Health is computed when read (the SQL function `schedule_health`, migration 0006), from
-//! the schedule's row and a bounded walk of its own runs: nothing is written on the launch
-//! path to keep it, and one schedule's answer costs at most about [`RECENT_TICKS`] index
-//! entries whatever its history. A health filter over many schedules costs what it scans,
+//! the schedule's row and a few probes of `runs_schedule_status_idx`: nothing is written
+//! on the launch path to keep it, and one schedule's answer costs the same whatever its
+//! history (about 50 µs of database time). `last_fire_at` walks at most [`RECENT_TICKS`]
+//! of its latest ticks. A health filter over many schedules costs what it scans,
 //! so `GET /schedules?health=` and the leader's gauge scan in bounded chunks ([`survey`]).
 
 use std::time::Duration;
@@ -24,7 +25,7 @@ use sqlx::PgPool;
 
 /// A failing schedule's latest this many ended runs all failed.
 pub const FAILING_AFTER: i64 = 3;
-/// How many of a schedule's latest ticks health and `last_fire_at` look at.
+/// How many of a schedule's latest ticks `last_fire_at` looks at.
 pub const RECENT_TICKS: i64 = 50;
 
 text_enum!(
@@ -43,9 +44,10 @@ fn interval(late_after: Duration) -> String {
 /// schedule row named `table` (a table name or alias in the query's FROM).
 pub fn columns(table: &str, late_after: Duration) -> String {
     format!(
-        "(select max(x.launched_at) from (select r.launched_at from runs r \
+        "(select x.launched_at from (select r.launched_at from runs r \
             where r.schedule_id = {table}.schedule_id \
-            order by r.scheduled_for desc limit {RECENT_TICKS}) x) as last_fire_at, \
+            order by r.scheduled_for desc limit {RECENT_TICKS}) x \
+          where x.launched_at is not null limit 1) as last_fire_at, \
          (select r.status from runs r where r.schedule_id = {table}.schedule_id \
             and r.fire_at <= now() order by r.scheduled_for desc limit 1) as last_run_status, \
          {} as health",

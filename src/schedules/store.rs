@@ -340,9 +340,10 @@ pub struct ListFilter {
 }
 
 /// How many schedules one health-filtered page examines at most: health is computed when
-/// read, so a page costs what it scans. A page may hold fewer matches than asked for (none,
+/// read, so a page costs what it scans (about 50 µs of database time per schedule,
+/// measured with 100,000 schedules and 6 million runs: about 0.1 s a page). A page may hold fewer matches than asked for (none,
 /// even) and still carry a `next_cursor`: the scan goes on from there.
-pub const HEALTH_SCAN: i64 = 10_000;
+pub const HEALTH_SCAN: i64 = 2_000;
 
 /// One page of schedules in id order, and the cursor of the next page (if there is one).
 pub async fn list(

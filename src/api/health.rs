@@ -27,6 +27,9 @@ pub struct Health {
     pub database: Option<&'static str>,
     pub node_id: String,
     pub version: &'static str,
+    /// The IANA time zone database this binary computes with (e.g. `2025b`).
+    #[schema(example = "2025b")]
+    pub tzdb_version: &'static str,
 }
 
 /// Liveness: the process serves HTTP.
@@ -37,6 +40,7 @@ pub async fn live(State(state): State<AppState>) -> Json<Health> {
         database: None,
         node_id: state.config.node_id.clone(),
         version: crate::VERSION,
+        tzdb_version: crate::schedules::spec::TZDB_VERSION,
     })
 }
 
@@ -63,6 +67,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             database: Some(if up { "up" } else { "down" }),
             node_id: state.config.node_id.clone(),
             version: crate::VERSION,
+            tzdb_version: crate::schedules::spec::TZDB_VERSION,
         }),
     )
 }

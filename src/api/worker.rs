@@ -68,6 +68,8 @@ pub struct WorkerStatus {
     pub overdue_runs: i64,
     /// Age of the oldest overdue pending run, in seconds (0 when none).
     pub lag_seconds: f64,
+    /// The IANA time zone database the answering replica computes with (e.g. `2025b`).
+    pub tzdb_version: &'static str,
 }
 
 type StateRow = (
@@ -126,6 +128,7 @@ async fn status(state: &AppState) -> ApiResult<WorkerStatus> {
         pending_runs,
         overdue_runs,
         lag_seconds,
+        tzdb_version: crate::schedules::spec::TZDB_VERSION,
     })
 }
 

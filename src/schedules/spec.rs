@@ -30,6 +30,11 @@ const YEAR_LAST: i64 = 95_617_584_000;
 /// Longest cron expression accepted; longer input is refused before parsing.
 pub const MAX_CRON_LEN: usize = 256;
 
+/// The IANA time zone database compiled into this binary (through `chrono-tz`): the rules
+/// every fire time is computed with. A rule change reaches a fleet as a new build, rolled
+/// out replica by replica (docs/CRON.md, "Time zone rules").
+pub const TZDB_VERSION: &str = chrono_tz::IANA_TZDB_VERSION;
+
 /// What a valid expression looks like, for error messages.
 const EXPECTED_CRON: &str = "expected 5 fields \"minute hour day-of-month month day-of-week\" \
      (minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-7 or \

@@ -12,7 +12,14 @@ async fn health_ready_openapi_and_docs() {
         let (status, body) = app.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(body["status"], "ok", "{path}");
+        assert_eq!(
+            body["tzdb_version"],
+            chrono_tz::IANA_TZDB_VERSION,
+            "{path}: the time zone rules in use"
+        );
     }
+    let (_, worker) = app.get("/worker/status").await;
+    assert_eq!(worker["tzdb_version"], chrono_tz::IANA_TZDB_VERSION);
     let (status, doc) = app.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));

@@ -167,3 +167,39 @@ async fn a_health_filter_scans_in_bounded_pages() {
     assert_eq!(second["next_cursor"], Value::Null);
     app.stop().await;
 }
+
+/// The leader's survey counts every schedule once per cycle, one bounded chunk a step,
+/// and starts over when a cycle is complete.
+#[tokio::test]
+async fn the_health_survey_counts_every_schedule_in_bounded_chunks() {
+    use cron_scheduler::fleet::health::{Counts, Survey};
+    let app = TestApp::spawn().await;
+    // 5 schedules: 2 late (next tick an hour overdue), 3 not due yet.
+    sqlx::query(
+        "insert into schedules (schedule_id, workflow_id, version, user_id, cron_expr, \
+           timezone, overlap_policy, catchup_policy, next_due_at) \
+         select 's' || i, 'wf', 1, 'alice', '0 * * * *', 'UTC', 'skip', 'none', \
+           case when i in (2, 5) then now() - interval '1 hour' \
+                else now() + interval '1 hour' end \
+         from generate_series(1, 5) i",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let grace = Duration::from_secs(7);
+    let mut survey = Survey::default();
+    let expected = Counts {
+        late: 2,
+        failing: 0,
+    };
+    for cycle in 0..2 {
+        assert_eq!(survey.step(&app.pool, 2, grace).await.unwrap(), None);
+        assert_eq!(survey.step(&app.pool, 2, grace).await.unwrap(), None);
+        assert_eq!(
+            survey.step(&app.pool, 2, grace).await.unwrap(),
+            Some(expected),
+            "cycle {cycle}: 3 chunks of at most 2 cover 5 schedules"
+        );
+    }
+    app.stop().await;
+}

@@ -156,6 +156,18 @@ def test_load_balancer_checks_readiness_of_every_replica(compose):
         assert lb["depends_on"][n]["condition"] == "service_healthy"
 
 
+def test_load_balancer_retries_only_requests_no_replica_received():
+    """`retry-on` beyond conn-failure (empty-response, junk-response, response-timeout,
+    0rtt-rejected, status codes, all-retryable-errors) replays a request a replica may
+    already have acted on: a manual trigger could launch twice."""
+    cfg = (REPO / "deploy" / "haproxy.cfg").read_text()
+    lines = [line.split("#")[0].split() for line in cfg.splitlines()]
+    retry_on = [words[1:] for words in lines if words[:1] == ["retry-on"]]
+    assert retry_on, "state the retry policy (HAProxy's default may change)"
+    for policy in retry_on:
+        assert policy == ["conn-failure"], f"retry-on {' '.join(policy)}"
+
+
 def test_mounted_files_exist(compose):
     for name, s in compose["services"].items():
         for volume in s.get("volumes", []):

@@ -285,6 +285,56 @@ def test_dockerfile_environment_names_are_read_by_the_service():
     assert deploylib.unknown_env_names(names) == []
 
 
+def builder_stage() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the Dockerfile's first stage, in order."""
+    instructions: list[tuple[str, str]] = []
+    stages = 0
+    for line in dockerfile().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        op, _, args = line.strip().partition(" ")
+        stages += op.upper() == "FROM"
+        if stages == 2:
+            break
+        if stages == 1:
+            instructions.append((op.upper(), args.strip()))
+    return instructions
+
+
+def test_dependencies_are_built_in_a_layer_of_their_own():
+    """Without BuildKit's cache a source change must not recompile every crate: the
+    manifests are copied and the dependencies built with stand-in sources first, then the
+    sources are copied and only the service's crate is rebuilt."""
+    stage = builder_stage()
+    builds = [i for i, (op, args) in enumerate(stage) if op == "RUN" and "cargo build" in args]
+    assert len(builds) >= 2, "a dependency build, then the real one"
+    first, last = builds[0], builds[-1]
+    early = [args.split() for op, args in stage[:first] if op == "COPY"]
+    copied = {src for words in early for src in words[:-1] if not src.startswith("--")}
+    manifest = tomllib.loads((REPO / "Cargo.toml").read_text())
+    members = [m for m in manifest["workspace"]["members"] if m != "."]
+    needed = {"Cargo.toml", "Cargo.lock"} | {f"{m}/Cargo.toml" for m in members}
+    assert needed <= copied, f"copied before the dependency build: {sorted(copied)}"
+    assert not copied & {".", "./", "src", "src/", "lab", "lab/"}, "sources in the deps layer"
+    if (REPO / "build.rs").exists():
+        assert "build.rs" in copied, "build.rs belongs to the dependency layer (it is tiny)"
+    # Every target cargo loads gets a stand-in: the binary, each member's crate, each bench.
+    stand_ins = stage[first][1]
+    wanted = ["src/main.rs"] + [f"{m}/src/" for m in members]
+    wanted += [b.get("path", f"benches/{b['name']}.rs") for b in manifest.get("bench", [])]
+    for path in wanted:
+        assert path in stand_ins, f"no stand-in for {path} before the dependency build"
+    assert "--mount=type=cache,target=/src/target" not in stand_ins, (
+        "a cache-mounted target keeps the compiled dependencies out of the layer"
+    )
+    # The sources come after, and the stand-in's build records cannot pass for them.
+    late = [args for op, args in stage[first + 1 : last] if op == "COPY"]
+    assert any(args.split()[0] in (".", "src", "src/") for args in late), "sources copied"
+    final = stage[last][1]
+    assert ".fingerprint/cron-scheduler-" in final or "touch src/main.rs src/lib.rs" in final
+    assert "--locked" in final and "-p cron-scheduler" in final
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     for pattern in patterns:
         p = pattern.rstrip("/")

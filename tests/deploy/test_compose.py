@@ -174,8 +174,6 @@ def test_mounted_files_exist(compose):
             source = volume.split(":")[0]
             if not source.startswith("./"):
                 continue  # a named volume
-            if source == "./deploy/grafana":
-                continue  # dashboards: written with the observability work (see below)
             assert (REPO / source).exists(), f"{name} mounts missing {source}"
 
 
@@ -186,16 +184,16 @@ def test_grafana_dashboards_are_provisioned(compose):
         (REPO / mounts["/etc/grafana/provisioning/dashboards"] / "cron-scheduler.yaml").read_text()
     )
     (p,) = provider["providers"]
-    assert mounts[p["options"]["path"]] == "./deploy/grafana"
+    # The chart's dashboards: one copy for Grafana here and the chart's ConfigMap.
+    assert mounts[p["options"]["path"]] == "./helm/cron-scheduler/files/grafana"
     ds = yaml.safe_load(
         (REPO / mounts["/etc/grafana/provisioning/datasources"] / "prometheus.yaml").read_text()
     )
     (source,) = ds["datasources"]
     assert source["url"] == "http://prometheus:9090"
-    dashboards = REPO / "deploy" / "grafana"
-    if not dashboards.is_dir():
-        pytest.skip("deploy/grafana/ is not there yet (observability work): nothing to load")
-    for path in dashboards.rglob("*.json"):
+    dashboards = list((REPO / "helm" / "cron-scheduler" / "files" / "grafana").rglob("*.json"))
+    assert dashboards
+    for path in dashboards:
         json.loads(path.read_text())  # Grafana skips a dashboard that does not parse
 
 
@@ -235,6 +233,9 @@ def test_prometheus_rule_files_are_mounted(compose):
             if Path(target).is_relative_to(dst) and target != dst
         ]
         assert local and local[0].exists(), f"rule file {rule_file} is not mounted"
+        # The chart's rules, the one copy (its PrometheusRule renders the same file).
+        assert local[0].resolve().parent == (deploylib.CHART / "files" / "prometheus").resolve()
+    assert config.get("rule_files"), "the compose Prometheus loads the alert rules"
 
 
 def test_otlp_endpoint_is_a_collector_receiver(compose):

@@ -36,7 +36,7 @@ fn referenced(text: &str) -> BTreeSet<String> {
 async fn dashboard_and_alert_metrics_exist() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut wanted = BTreeSet::new();
-    for file in std::fs::read_dir(format!("{root}/deploy/grafana")).unwrap() {
+    for file in std::fs::read_dir(format!("{root}/helm/cron-scheduler/files/grafana")).unwrap() {
         let path = file.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read_to_string(&path).unwrap();
@@ -44,7 +44,10 @@ async fn dashboard_and_alert_metrics_exist() {
             wanted.extend(referenced(&text));
         }
     }
-    let alerts = std::fs::read_to_string(format!("{root}/deploy/prometheus/alerts.yml")).unwrap();
+    let alerts = std::fs::read_to_string(format!(
+        "{root}/helm/cron-scheduler/files/prometheus/alerts.yml"
+    ))
+    .unwrap();
     wanted.extend(referenced(&alerts));
     assert!(
         wanted.len() >= 12,

@@ -76,13 +76,7 @@ impl Replica {
                 shutdown.clone(),
             ));
             shutdown.cancelled().await;
-            match tokio::time::timeout(grace, server).await {
-                Ok(joined) => joined.context("HTTP server task failed")??,
-                Err(_) => tracing::warn!(
-                    ?grace,
-                    "requests still in flight after the shutdown grace period"
-                ),
-            }
+            let server = async { anyhow::Ok(server.await.context("HTTP server task failed")??) };
             let background = async {
                 fleet.join().await;
                 if let Some(launcher) = launcher {
@@ -94,13 +88,7 @@ impl Replica {
                     tracing::error!(error = %e, "retention task failed");
                 }
             };
-            if tokio::time::timeout(grace, background).await.is_err() {
-                tracing::warn!(
-                    ?grace,
-                    "background tasks still running after the shutdown grace period"
-                );
-            }
-            Ok(())
+            drain(grace, server, background).await
         });
         Self { node, task }
     }
@@ -109,6 +97,33 @@ impl Replica {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("replica task panicked")?
     }
+}
+
+/// Waits for the HTTP server to finish its in-flight requests, then for the background
+/// tasks (hand-over, launches, retention), all within ONE `grace` counted from the call: a
+/// replica stops within `SCHEDULER_SHUTDOWN_GRACE_MS` of SIGTERM, which is what the Helm
+/// chart derives the pod's termination grace period from. What is still running at the
+/// deadline is left behind with a warning (the process exits).
+async fn drain(
+    grace: Duration,
+    server: impl Future<Output = anyhow::Result<()>>,
+    background: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + grace;
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(served) => served?,
+        Err(_) => tracing::warn!(
+            ?grace,
+            "requests still in flight after the shutdown grace period"
+        ),
+    }
+    if tokio::time::timeout_at(deadline, background).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "background tasks still running after the shutdown grace period"
+        );
+    }
+    Ok(())
 }
 
 pub fn pool_settings(config: &Config) -> PoolSettings {
@@ -342,4 +357,62 @@ pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     result?;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::drain;
+
+    /// Requests that never finish and background tasks that never finish share one grace:
+    /// shutdown takes the grace once, not once per stage.
+    #[tokio::test]
+    async fn shutdown_waits_one_grace_in_total() {
+        let grace = Duration::from_millis(400);
+        let started = Instant::now();
+        drain(
+            grace,
+            std::future::pending::<anyhow::Result<()>>(),
+            std::future::pending::<()>(),
+        )
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        assert!(took >= grace, "returned before the grace: {took:?}");
+        assert!(took < grace * 3 / 2, "waited more than one grace: {took:?}");
+    }
+
+    /// Time the server takes is not given again to the background tasks.
+    #[tokio::test]
+    async fn a_slow_server_leaves_the_background_only_the_rest_of_the_grace() {
+        let grace = Duration::from_millis(400);
+        let started = Instant::now();
+        drain(
+            grace,
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            },
+            std::future::pending::<()>(),
+        )
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        assert!(took < grace * 3 / 2, "waited more than one grace: {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_reported_after_a_prompt_drain() {
+        let started = Instant::now();
+        let err = drain(
+            Duration::from_secs(5),
+            async { anyhow::bail!("bind lost") },
+            async {},
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("bind lost"));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
 }

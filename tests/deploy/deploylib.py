@@ -36,6 +36,7 @@ CASES = {
     "minimal": "minimal-values.yaml",
     "full": "full-values.yaml",
     "existing-secret": "existing-secret-values.yaml",
+    "monitoring": "monitoring-values.yaml",
 }
 
 # Standard OpenTelemetry SDK variables the deployment files may set (the SDK reads them).
@@ -154,7 +155,7 @@ def case_values(case: str) -> dict[str, Any]:
     return yaml.safe_load((CHART / "ci" / CASES[case]).read_text()) or {}
 
 
-def render(values: dict[str, Any], case: str = "adhoc") -> Rendered:
+def render(values: dict[str, Any], case: str = "adhoc", release: str = RELEASE) -> Rendered:
     """Renders the chart as `helm install` would (schema checked first). Raises the
     SDK's HelmValuesError / HelmRenderError on a bad value or template, and ValueError
     on rendered text that is not YAML."""
@@ -162,7 +163,7 @@ def render(values: dict[str, Any], case: str = "adhoc") -> Rendered:
 
     with helm.Chart.load(str(CHART)) as chart:
         chart.validate_schema(chart.merge_values(values))
-        manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        manifests = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
     out = Rendered(case=case, values=values)
     for path in sorted(manifests):
         text = manifests[path]

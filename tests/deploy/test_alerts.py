@@ -12,7 +12,7 @@ import yaml
 
 from deploylib import REPO
 
-ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
+ALERTS = REPO / "helm" / "cron-scheduler" / "files" / "prometheus" / "alerts.yml"
 RUNBOOK = REPO / "docs" / "RUNBOOK.md"
 
 

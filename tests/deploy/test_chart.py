@@ -9,6 +9,7 @@ import re
 import warnings
 
 import pytest
+import yaml
 
 import deploylib
 from deploylib import CASES, REPO, pod_env, render, render_case
@@ -49,6 +50,11 @@ def resolve_port(container: dict, port: int | str) -> int:
         return port
     (match,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
     return match
+
+
+def settings(r: deploylib.Rendered) -> dict[str, str]:
+    """The scheduler's settings: the ConfigMap its container reads with envFrom."""
+    return config_env(r, scheduler(r))
 
 
 def config_env(r: deploylib.Rendered, container: dict) -> dict[str, str]:
@@ -188,19 +194,63 @@ def test_defaults_run_three_replicas_with_a_safe_rollout_and_spread():
     labels = d["spec"]["template"]["metadata"]["labels"]
     for t in pod["topologySpreadConstraints"]:
         assert t["labelSelector"]["matchLabels"].items() <= labels.items()
-    assert 25 <= pod["terminationGracePeriodSeconds"] <= 60
+    # 5 s preStop pause + the service's 10 s shutdown grace + 5 s to exit.
+    assert pod["terminationGracePeriodSeconds"] == 20
     res = scheduler(r)["resources"]
     assert res["requests"] and res["limits"]
 
 
+def service_default_shutdown_grace_ms() -> int:
+    text = (REPO / "src" / "config.rs").read_text()
+    (default,) = re.findall(r'"SCHEDULER_SHUTDOWN_GRACE_MS",\s*([0-9_]+)\)', text)
+    return int(default.replace("_", ""))
+
+
+def grace_period(r: deploylib.Rendered) -> int:
+    return r.one("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+
+
 @pytest.mark.parametrize("case", ALL)
-def test_grace_period_covers_the_pre_stop_pause_and_the_shutdown_grace(case):
+def test_grace_period_is_the_pause_plus_the_shutdown_grace_the_service_gets(case):
+    """One bound: the service is told its shutdown grace explicitly, and the pod's grace
+    period is that plus the preStop pause and a margin, never a second number."""
     r = render_case(case)
     c = scheduler(r)
-    pod = r.one("Deployment")["spec"]["template"]["spec"]
     pause = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-    grace_ms = int(config_env(r, c).get("SCHEDULER_SHUTDOWN_GRACE_MS", 10_000))
-    assert pod["terminationGracePeriodSeconds"] > pause + grace_ms / 1000
+    grace_ms = int(config_env(r, c)["SCHEDULER_SHUTDOWN_GRACE_MS"])
+    margin = r.values.get("shutdownMarginSeconds", 5)
+    assert margin >= 1
+    assert grace_period(r) == pause + -(-grace_ms // 1000) + margin
+
+
+def test_the_charts_default_grace_is_the_services():
+    data = settings(render_case("default"))
+    assert int(data["SCHEDULER_SHUTDOWN_GRACE_MS"]) == service_default_shutdown_grace_ms()
+
+
+@pytest.mark.parametrize("grace_ms, expected", [(45_000, 55), (1, 11), ("30000", 40), ("", 20)])
+def test_grace_period_follows_the_setting(grace_ms, expected):
+    values = copy.deepcopy(deploylib.case_values("default"))
+    values["config"] = {"SCHEDULER_SHUTDOWN_GRACE_MS": grace_ms}
+    r = render(values, f"grace-{grace_ms}")
+    assert grace_period(r) == expected
+    sent = settings(r)["SCHEDULER_SHUTDOWN_GRACE_MS"]
+    assert int(sent) == (int(grace_ms) if grace_ms != "" else 10_000)
+
+
+def test_the_grace_period_cannot_be_set_apart_from_the_setting():
+    import helm_python
+
+    values = copy.deepcopy(deploylib.case_values("default"))
+    values["terminationGracePeriodSeconds"] = 30
+    with pytest.raises(helm_python.HelmValuesError) as err:
+        render(values, "grace-value")
+    assert "terminationGracePeriodSeconds" in str(err.value)
+    values = copy.deepcopy(deploylib.case_values("default"))
+    values["extraEnv"] = [{"name": "SCHEDULER_SHUTDOWN_GRACE_MS", "value": "60000"}]
+    with pytest.raises(helm_python.HelmError) as err:
+        render(values, "grace-extra-env")
+    assert "config.SCHEDULER_SHUTDOWN_GRACE_MS" in str(err.value)
 
 
 def test_autoscaling_owns_the_replica_count():
@@ -304,8 +354,6 @@ def test_schema_config_keys_are_service_variables():
     assert deploylib.unknown_env_names(keys) == []
     assert keys - service <= {"RUST_LOG"}
     values = deploylib.CHART / "values.yaml"
-    import yaml
-
     assert set(yaml.safe_load(values.read_text())["config"]) <= keys
     missing = service - keys - set(deploylib.NOT_IN_CHART_CONFIG)
     if missing:
@@ -464,7 +512,7 @@ def test_render_without_api_credentials_fails_unless_auth_is_off():
     assert "secrets.apiTokens" in str(err.value) and "SCHEDULER_AUTH" in str(err.value)
     values["config"] = {"SCHEDULER_AUTH": "off"}
     r = render(values, "auth-off")
-    assert r.one("ConfigMap")["data"]["SCHEDULER_AUTH"] == "off"
+    assert settings(r)["SCHEDULER_AUTH"] == "off"
     assert "SCHEDULER_API_TOKENS" not in pod_env(scheduler(r))
 
 
@@ -499,5 +547,356 @@ def test_render_without_a_database_fails_with_a_clear_message():
     import helm_python
 
     with pytest.raises(helm_python.HelmError) as err:
-        render({}, "no-database")
+        render({"image": {"repository": "registry.example.com/cron-scheduler"}}, "no-database")
     assert "secrets.databaseUrl" in str(err.value)
+
+
+def test_render_without_an_image_fails_and_says_how_to_make_one():
+    """No public image exists: a default repository would only give ImagePullBackOff."""
+    import helm_python
+
+    values = copy.deepcopy(deploylib.case_values("default"))
+    del values["image"]
+    with pytest.raises(helm_python.HelmError) as err:
+        render(values, "no-image")
+    assert "image.repository" in str(err.value) and "deploy/Dockerfile" in str(err.value)
+    for case in ALL:
+        assert scheduler(render_case(case))["image"].startswith(
+            render_case(case).values["image"]["repository"]
+        )
+
+
+
+# ---------------------------------------------------------------------------------------
+# Names, cluster, hooks
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def all_names_and_label_values(r: deploylib.Rendered) -> list[tuple[str, str]]:
+    found = []
+    for doc in r.docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        found.append((where, doc["metadata"]["name"]))
+        metas = [doc["metadata"], doc.get("spec", {}).get("template", {}).get("metadata", {})]
+        for meta in metas:
+            for key, value in (meta.get("labels") or {}).items():
+                found.append((f"{where} label {key}", str(value)))
+    return found
+
+
+@pytest.mark.parametrize(
+    "release, overrides",
+    [
+        ("r" * 60, {}),
+        ("scheduler", {"fullnameOverride": "f" * 63}),
+        ("a" * 53, {"nameOverride": "n" * 63}),
+    ],
+)
+def test_long_release_names_give_valid_names(release, overrides):
+    """Every object name and label value is a DNS-1123 label of at most 63 characters
+    (the migration Job's name becomes a label of its pods)."""
+    values = copy.deepcopy(deploylib.case_values("monitoring"))
+    values.update(overrides)
+    r = render(values, f"long-{release[:8]}", release=release)
+    assert len(r.docs) >= 10
+    for where, value in all_names_and_label_values(r):
+        if "label" in where and not value:
+            continue
+        assert len(value) <= 63, f"{where}: {value!r} is {len(value)} characters"
+        if "label" not in where:
+            assert DNS_LABEL.fullmatch(value), f"{where}: {value!r} is not a DNS-1123 label"
+    names = [doc["metadata"]["name"] for doc in r.docs]
+    kinds_names = [(doc["kind"], doc["metadata"]["name"]) for doc in r.docs]
+    assert len(set(kinds_names)) == len(kinds_names), "two objects of one kind share a name"
+    (job,) = r.of_kind("Job")
+    assert job["metadata"]["name"].endswith("-migrate")
+    assert any(n.endswith("-test") for n in names)
+
+
+def test_cluster_name_defaults_to_the_release_so_two_releases_never_share_a_leader():
+    values = deploylib.case_values("default")
+    one = settings(render(values, "one", release="scheduler-a"))
+    two = settings(render(values, "two", release="scheduler-b"))
+    assert one["SCHEDULER_CLUSTER_NAME"] == "scheduler-a"
+    assert two["SCHEDULER_CLUSTER_NAME"] == "scheduler-b"
+    full = render_case("full")
+    assert settings(full)["SCHEDULER_CLUSTER_NAME"] == "production"
+    assert "scheduler-a" in render(values, "one", release="scheduler-a").notes
+
+
+@pytest.mark.parametrize("case", ALL)
+def test_hooks_finish_within_helms_default_timeout(case):
+    """Helm waits 5 minutes for a hook by default, then gives up; the hook's own deadline
+    must come first, so it fails (and says why) instead of running on unattended."""
+    r = render_case(case)
+    hooks = [d for d in r.docs if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    for doc in hooks:
+        if doc["kind"] == "Job":
+            deadline = doc["spec"].get("activeDeadlineSeconds")
+        elif doc["kind"] == "Pod":
+            deadline = doc["spec"].get("activeDeadlineSeconds")
+        else:
+            continue
+        assert deadline is not None and 0 < deadline < 300, f"{case}: {doc['kind']} {deadline}"
+
+
+# ---------------------------------------------------------------------------------------
+# NetworkPolicy: who gets in
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        present, value = e["key"] in labels, labels.get(e["key"])
+        op, values = e["operator"], e.get("values", [])
+        if (
+            (op == "In" and value not in values)
+            or (op == "NotIn" and present and value in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def peer_admits(peer: dict, pod: dict) -> bool:
+    """NetworkPolicyPeer semantics for a pod {namespace, labels}: podSelector alone means
+    the policy's namespace; namespaceSelector alone, every pod of those namespaces; both,
+    those pods in those namespaces."""
+    if "ipBlock" in peer:
+        return False
+    ns_labels = {"kubernetes.io/metadata.name": pod["namespace"]}
+    if "namespaceSelector" in peer:
+        if not selector_matches(peer["namespaceSelector"], ns_labels):
+            return False
+    elif pod["namespace"] != deploylib.NAMESPACE:
+        return False
+    return "podSelector" not in peer or selector_matches(peer["podSelector"], pod["labels"])
+
+
+def ports_admit(ports: list | None, port: tuple[str, int]) -> bool:
+    return not ports or any(p.get("port") in port and p.get("protocol", "TCP") == "TCP" for p in ports)
+
+
+def admitted(np: dict, direction: str, pod: dict, port: tuple[str, int]) -> bool:
+    """Whether a rule of `direction` (ingress: from, egress: to) admits `pod` on `port`."""
+    key = "from" if direction == "ingress" else "to"
+    for rule in np["spec"].get(direction) or []:
+        if not ports_admit(rule.get("ports"), port):
+            continue
+        peers = rule.get(key)
+        if peers is None or any(peer_admits(peer, pod) for peer in peers):
+            return True
+    return False
+
+
+def api_port(r: deploylib.Rendered) -> tuple[str, int]:
+    c = scheduler(r)
+    return ("http", resolve_port(c, "http"))
+
+
+def test_network_policy_admits_the_executor_from_its_namespace():
+    r = render_case("monitoring")
+    np = r.one("NetworkPolicy")
+    executor = {"namespace": "workflows", "labels": {"app.kubernetes.io/name": "executor"}}
+    stranger = {"namespace": "workflows", "labels": {"app.kubernetes.io/name": "other"}}
+    elsewhere = {"namespace": "sandbox", "labels": {"app.kubernetes.io/name": "executor"}}
+    assert admitted(np, "ingress", executor, api_port(r)), "completion reports blocked"
+    assert not admitted(np, "ingress", stranger, api_port(r))
+    assert not admitted(np, "ingress", elsewhere, api_port(r))
+    assert not admitted(np, "ingress", executor, ("metrics", 9999))
+    # Launches reach it on its port when egress is restricted.
+    assert admitted(np, "egress", executor, ("http", 8080))
+    # Without the executor setting the same policy keeps it out (the setting is the door).
+    values = copy.deepcopy(r.values)
+    del values["networkPolicy"]["executor"]
+    closed = render(values, "no-executor").one("NetworkPolicy")
+    assert not admitted(closed, "ingress", executor, api_port(r))
+    # Only a namespace: every pod of it; an empty selector never means "everywhere".
+    values["networkPolicy"]["executor"] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "workflows"}}
+    }
+    ns_only = render(values, "executor-ns").one("NetworkPolicy")
+    assert admitted(ns_only, "ingress", stranger, api_port(r))
+    assert not admitted(ns_only, "ingress", elsewhere, api_port(r))
+
+
+@pytest.mark.parametrize("case", ALL)
+def test_network_policy_admits_the_helm_test_pod(case):
+    r = render_case(case)
+    policies = r.of_kind("NetworkPolicy")
+    pods = r.of_kind("Pod")
+    if not policies or not pods:
+        return
+    (np,) = policies
+    (test_pod,) = pods
+    source = {"namespace": deploylib.NAMESPACE, "labels": test_pod["metadata"]["labels"]}
+    assert admitted(np, "ingress", source, api_port(r)), f"{case}: helm test is blocked"
+    server = {
+        "namespace": deploylib.NAMESPACE,
+        "labels": r.one("Deployment")["spec"]["template"]["metadata"]["labels"],
+    }
+    selects_test_pod = selector_matches(np["spec"]["podSelector"], source["labels"])
+    if selects_test_pod and "Egress" in np["spec"]["policyTypes"]:
+        assert admitted(np, "egress", server, api_port(r)), f"{case}: the test pod cannot leave"
+
+
+def test_network_policy_admits_the_helm_test_pod_when_ingress_is_narrowed():
+    values = copy.deepcopy(deploylib.case_values("full"))
+    values["networkPolicy"]["ingress"]["from"] = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    r = render(values, "narrow")
+    np = r.one("NetworkPolicy")
+    (test_pod,) = r.of_kind("Pod")
+    source = {"namespace": deploylib.NAMESPACE, "labels": test_pod["metadata"]["labels"]}
+    neighbour = {"namespace": deploylib.NAMESPACE, "labels": {"app": "something-else"}}
+    assert admitted(np, "ingress", source, api_port(r))
+    assert not admitted(np, "ingress", neighbour, api_port(r))
+    values["tests"] = {"enabled": False}
+    np = render(values, "narrow-no-tests").one("NetworkPolicy")
+    assert not admitted(np, "ingress", source, api_port(r))
+
+
+# ---------------------------------------------------------------------------------------
+# Monitoring: ServiceMonitor, PrometheusRule, dashboards
+
+ALERTS = deploylib.CHART / "files" / "prometheus" / "alerts.yml"
+DASHBOARDS = deploylib.CHART / "files" / "grafana"
+METRIC = re.compile(r"\b(scheduler_(?!cluster\b)[a-z_]+)\s*(\{[^}]*\})?")
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric, matchers) of every scheduler_* selector in a PromQL expression."""
+    return [(m.group(1), m.group(2) or "") for m in METRIC.finditer(expr)]
+
+
+def test_service_monitor_relabels_instance_to_the_pod_name():
+    for case in ("full", "monitoring"):
+        (endpoint,) = render_case(case).one("ServiceMonitor")["spec"]["endpoints"]
+        relabel = [
+            x for x in endpoint.get("relabelings", []) if x.get("targetLabel") == "instance"
+        ]
+        assert relabel == [
+            {
+                "sourceLabels": ["__meta_kubernetes_pod_name"],
+                "targetLabel": "instance",
+                "action": "replace",
+            }
+        ]
+
+
+def test_service_monitor_sends_a_token_when_metrics_need_one():
+    import helm_python
+
+    r = render_case("monitoring")
+    (endpoint,) = r.one("ServiceMonitor")["spec"]["endpoints"]
+    secret = r.values["serviceMonitor"]["bearerTokenSecret"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": secret["name"], "key": secret["key"]},
+    }
+    # /metrics is open in "full": no token is sent.
+    (endpoint,) = render_case("full").one("ServiceMonitor")["spec"]["endpoints"]
+    assert "authorization" not in endpoint
+    # A ServiceMonitor that could not scrape is refused.
+    values = copy.deepcopy(r.values)
+    values["serviceMonitor"]["bearerTokenSecret"] = {"name": ""}
+    with pytest.raises(helm_python.HelmError) as err:
+        render(values, "no-metrics-token")
+    assert "serviceMonitor.bearerTokenSecret" in str(err.value)
+    # ... unless authentication is off altogether (then /metrics is open).
+    values["config"]["SCHEDULER_AUTH"] = "off"
+    render(values, "auth-off")
+
+
+def test_every_selector_of_the_alert_rules_can_be_scoped_to_a_cluster():
+    """The chart scopes the rules by replacing `scheduler_cluster=~".+"`: a selector
+    without it would stay fleet-wide in every release."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    count = 0
+    for rule in (rule for g in groups for rule in g["rules"]):
+        found = selectors(rule["expr"])
+        assert found, rule.get("alert")
+        for metric, matchers in found:
+            count += 1
+            assert 'scheduler_cluster=~".+"' in matchers, f"{rule.get('alert')}: {metric}"
+    assert count >= 15
+
+
+def test_prometheus_rule_renders_the_alert_file_scoped_to_the_release():
+    r = render_case("monitoring")
+    rule = r.one("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    cluster = settings(r)["SCHEDULER_CLUSTER_NAME"]
+    source = yaml.safe_load(ALERTS.read_text())["groups"]
+    groups = rule["spec"]["groups"]
+    assert [len(g["rules"]) for g in groups] == [len(g["rules"]) for g in source]
+    assert len({g["name"] for g in groups}) == len(groups)
+    base = r.values["prometheusRule"]["runbookBaseUrl"]
+    for group, original in zip(groups, source):
+        assert set(group) == {"name", "rules"}
+        for got, want in zip(group["rules"], original["rules"]):
+            assert set(got) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+            assert got["alert"] == want["alert"] and got.get("for") == want.get("for")
+            assert got["annotations"]["runbook_url"] == base + want["annotations"]["runbook_url"]
+            assert got["annotations"]["summary"] == want["annotations"]["summary"]
+            assert got["labels"] == {**want["labels"], "team": "platform"}
+            assert "=~\".+\"" not in got["expr"]
+            for metric, matchers in selectors(got["expr"]):
+                assert f'scheduler_cluster="{cluster}"' in matchers, f"{got['alert']}: {metric}"
+            # Only the cluster matcher changed.
+            assert got["expr"].replace(f'scheduler_cluster="{cluster}"', "") == want[
+                "expr"
+            ].replace('scheduler_cluster=~".+"', "")
+    names = {rule["alert"] for g in groups for rule in g["rules"]}
+    assert {"CronSchedulerDown", "CronSchedulerScheduleUnhealthy"} <= names
+
+
+def test_rendered_prometheus_rule_passes_promtool(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("promtool"):
+        pytest.skip("promtool not installed (scripts/validate-deploy installs it)")
+    groups = render_case("monitoring").one("PrometheusRule")["spec"]["groups"]
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_optional_monitoring_objects_are_off_by_default():
+    r = render_case("default")
+    assert not r.of_kind("PrometheusRule") and not r.of_kind("ServiceMonitor")
+    assert len(r.of_kind("ConfigMap")) == 1
+
+
+def test_dashboard_config_map_carries_the_dashboards_for_the_sidecar():
+    r = render_case("monitoring")
+    (cm,) = [c for c in r.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboards")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "cron-scheduler"}
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert files and sorted(cm["data"]) == [f.name for f in files]
+    for f in files:
+        assert json.loads(cm["data"][f.name]) == json.loads(f.read_text())
+    # The label is the sidecar's choice, not ours.
+    values = copy.deepcopy(r.values)
+    # (null drops the chart's default label: Helm removes null keys when merging values)
+    values["grafanaDashboard"]["labels"] = {"grafana_dashboard": None, "dashboards": "cron"}
+    values["grafanaDashboard"]["namespace"] = "grafana"
+    (cm,) = [
+        c
+        for c in render(values, "dashboards-label").of_kind("ConfigMap")
+        if c["metadata"]["name"].endswith("-dashboards")
+    ]
+    assert cm["metadata"]["labels"]["dashboards"] == "cron"
+    assert "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert cm["metadata"]["namespace"] == "grafana"

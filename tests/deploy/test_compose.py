@@ -156,14 +156,24 @@ def test_load_balancer_checks_readiness_of_every_replica(compose):
         assert lb["depends_on"][n]["condition"] == "service_healthy"
 
 
+def test_load_balancer_retries_only_requests_no_replica_received():
+    """`retry-on` beyond conn-failure (empty-response, junk-response, response-timeout,
+    0rtt-rejected, status codes, all-retryable-errors) replays a request a replica may
+    already have acted on: a manual trigger could launch twice."""
+    cfg = (REPO / "deploy" / "haproxy.cfg").read_text()
+    lines = [line.split("#")[0].split() for line in cfg.splitlines()]
+    retry_on = [words[1:] for words in lines if words[:1] == ["retry-on"]]
+    assert retry_on, "state the retry policy (HAProxy's default may change)"
+    for policy in retry_on:
+        assert policy == ["conn-failure"], f"retry-on {' '.join(policy)}"
+
+
 def test_mounted_files_exist(compose):
     for name, s in compose["services"].items():
         for volume in s.get("volumes", []):
             source = volume.split(":")[0]
             if not source.startswith("./"):
                 continue  # a named volume
-            if source == "./deploy/grafana":
-                continue  # dashboards: written with the observability work (see below)
             assert (REPO / source).exists(), f"{name} mounts missing {source}"
 
 
@@ -174,16 +184,16 @@ def test_grafana_dashboards_are_provisioned(compose):
         (REPO / mounts["/etc/grafana/provisioning/dashboards"] / "cron-scheduler.yaml").read_text()
     )
     (p,) = provider["providers"]
-    assert mounts[p["options"]["path"]] == "./deploy/grafana"
+    # The chart's dashboards: one copy for Grafana here and the chart's ConfigMap.
+    assert mounts[p["options"]["path"]] == "./helm/cron-scheduler/files/grafana"
     ds = yaml.safe_load(
         (REPO / mounts["/etc/grafana/provisioning/datasources"] / "prometheus.yaml").read_text()
     )
     (source,) = ds["datasources"]
     assert source["url"] == "http://prometheus:9090"
-    dashboards = REPO / "deploy" / "grafana"
-    if not dashboards.is_dir():
-        pytest.skip("deploy/grafana/ is not there yet (observability work): nothing to load")
-    for path in dashboards.rglob("*.json"):
+    dashboards = list((REPO / "helm" / "cron-scheduler" / "files" / "grafana").rglob("*.json"))
+    assert dashboards
+    for path in dashboards:
         json.loads(path.read_text())  # Grafana skips a dashboard that does not parse
 
 
@@ -223,6 +233,9 @@ def test_prometheus_rule_files_are_mounted(compose):
             if Path(target).is_relative_to(dst) and target != dst
         ]
         assert local and local[0].exists(), f"rule file {rule_file} is not mounted"
+        # The chart's rules, the one copy (its PrometheusRule renders the same file).
+        assert local[0].resolve().parent == (deploylib.CHART / "files" / "prometheus").resolve()
+    assert config.get("rule_files"), "the compose Prometheus loads the alert rules"
 
 
 def test_otlp_endpoint_is_a_collector_receiver(compose):
@@ -271,6 +284,56 @@ def test_dockerfile_environment_names_are_read_by_the_service():
         names.update(re.findall(r"([A-Z][A-Z0-9_]*)=", line))
     assert names
     assert deploylib.unknown_env_names(names) == []
+
+
+def builder_stage() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the Dockerfile's first stage, in order."""
+    instructions: list[tuple[str, str]] = []
+    stages = 0
+    for line in dockerfile().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        op, _, args = line.strip().partition(" ")
+        stages += op.upper() == "FROM"
+        if stages == 2:
+            break
+        if stages == 1:
+            instructions.append((op.upper(), args.strip()))
+    return instructions
+
+
+def test_dependencies_are_built_in_a_layer_of_their_own():
+    """Without BuildKit's cache a source change must not recompile every crate: the
+    manifests are copied and the dependencies built with stand-in sources first, then the
+    sources are copied and only the service's crate is rebuilt."""
+    stage = builder_stage()
+    builds = [i for i, (op, args) in enumerate(stage) if op == "RUN" and "cargo build" in args]
+    assert len(builds) >= 2, "a dependency build, then the real one"
+    first, last = builds[0], builds[-1]
+    early = [args.split() for op, args in stage[:first] if op == "COPY"]
+    copied = {src for words in early for src in words[:-1] if not src.startswith("--")}
+    manifest = tomllib.loads((REPO / "Cargo.toml").read_text())
+    members = [m for m in manifest["workspace"]["members"] if m != "."]
+    needed = {"Cargo.toml", "Cargo.lock"} | {f"{m}/Cargo.toml" for m in members}
+    assert needed <= copied, f"copied before the dependency build: {sorted(copied)}"
+    assert not copied & {".", "./", "src", "src/", "lab", "lab/"}, "sources in the deps layer"
+    if (REPO / "build.rs").exists():
+        assert "build.rs" in copied, "build.rs belongs to the dependency layer (it is tiny)"
+    # Every target cargo loads gets a stand-in: the binary, each member's crate, each bench.
+    stand_ins = stage[first][1]
+    wanted = ["src/main.rs"] + [f"{m}/src/" for m in members]
+    wanted += [b.get("path", f"benches/{b['name']}.rs") for b in manifest.get("bench", [])]
+    for path in wanted:
+        assert path in stand_ins, f"no stand-in for {path} before the dependency build"
+    assert "--mount=type=cache,target=/src/target" not in stand_ins, (
+        "a cache-mounted target keeps the compiled dependencies out of the layer"
+    )
+    # The sources come after, and the stand-in's build records cannot pass for them.
+    late = [args for op, args in stage[first + 1 : last] if op == "COPY"]
+    assert any(args.split()[0] in (".", "src", "src/") for args in late), "sources copied"
+    final = stage[last][1]
+    assert ".fingerprint/cron-scheduler-" in final or "touch src/main.rs src/lib.rs" in final
+    assert "--locked" in final and "-p cron-scheduler" in final
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

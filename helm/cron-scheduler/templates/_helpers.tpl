@@ -17,6 +17,70 @@
 {{- end }}
 {{- end }}
 
+{{/*
+Name of one of the release's objects besides the main ones: the full name, shortened so
+that "<full name>-<suffix>" stays within the 63 characters of a DNS label (a Job's name
+becomes a label value of its pods). Call with (dict "ctx" $ "suffix" "migrate").
+*/}}
+{{- define "cron-scheduler.componentName" -}}
+{{- $suffix := .suffix -}}
+{{- $room := sub 62 (len $suffix) | int -}}
+{{- printf "%s-%s" (include "cron-scheduler.fullname" .ctx | trunc $room | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{/*
+The fleet's name (SCHEDULER_CLUSTER_NAME): the replicas that share it elect one leader.
+Default: the release's name, so two releases on one database never share a leader.
+*/}}
+{{- define "cron-scheduler.clusterName" -}}
+{{- .Values.config.SCHEDULER_CLUSTER_NAME | default .Release.Name | toString }}
+{{- end }}
+
+{{/*
+SCHEDULER_SHUTDOWN_GRACE_MS in force: the configured value, else the service's default
+(10000, src/config.rs). The chart always passes it, so the pods' termination grace period
+and the service's shutdown are derived from the same number.
+*/}}
+{{- define "cron-scheduler.shutdownGraceMs" -}}
+{{- $v := .Values.config.SCHEDULER_SHUTDOWN_GRACE_MS }}
+{{- if or (kindIs "invalid" $v) (eq (toString $v) "") }}10000{{ else }}{{ $v | int64 }}{{ end }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the preStop pause, then the service's shutdown (one
+SCHEDULER_SHUTDOWN_GRACE_MS bounds all of it: in-flight requests, the leader's hand-over,
+background work), then shutdownMarginSeconds for the process to exit.
+*/}}
+{{- define "cron-scheduler.terminationGracePeriodSeconds" -}}
+{{- $graceMs := include "cron-scheduler.shutdownGraceMs" . | int64 }}
+{{- $graceSeconds := div (add $graceMs 999) 1000 }}
+{{- add (.Values.preStopSleepSeconds | int64) $graceSeconds (.Values.shutdownMarginSeconds | int64) }}
+{{- end }}
+
+{{/* Whether the service refuses /metrics without a token (auth on, metrics not public). */}}
+{{- define "cron-scheduler.metricsNeedToken" -}}
+{{- $auth := lower (toString (.Values.config.SCHEDULER_AUTH | default "")) }}
+{{- $public := lower (toString .Values.config.SCHEDULER_METRICS_PUBLIC) }}
+{{- if and (not (has $auth (list "off" "false" "0" "no"))) (has $public (list "false" "0" "no" "off")) }}true{{ end }}
+{{- end }}
+
+{{/*
+The Executor as a NetworkPolicy peer (networkPolicy.executor), or nothing when neither
+selector is set. An empty selector is left out: in a peer it would mean "every namespace".
+*/}}
+{{- define "cron-scheduler.executorPeer" -}}
+{{- with .Values.networkPolicy.executor }}
+{{- if .namespaceSelector }}
+namespaceSelector:
+  {{- toYaml .namespaceSelector | nindent 2 }}
+{{- end }}
+{{- if .podSelector }}
+podSelector:
+  {{- toYaml .podSelector | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "cron-scheduler.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -83,6 +147,17 @@ open API with a database URL).
 */}}
 {{- define "cron-scheduler.validate" -}}
 {{- $v := .Values }}
+{{- if not $v.image.repository }}
+{{- fail "set image.repository to the repository you pushed the image to (docker build -f deploy/Dockerfile -t REGISTRY/cron-scheduler:TAG . && docker push ...; see the README's Deployment)" }}
+{{- end }}
+{{- range $v.extraEnv }}
+{{- if has .name (list "SCHEDULER_SHUTDOWN_GRACE_MS" "SCHEDULER_CLUSTER_NAME") }}
+{{- fail (printf "set %s in config.%s, not in extraEnv: the chart derives the pods' grace period and the alert rules' cluster from config" .name .name) }}
+{{- end }}
+{{- end }}
+{{- if and $v.serviceMonitor.enabled (include "cron-scheduler.metricsNeedToken" .) (not $v.serviceMonitor.bearerTokenSecret.name) }}
+{{- fail "config.SCHEDULER_METRICS_PUBLIC is false, so /metrics needs a token: set serviceMonitor.bearerTokenSecret.name and .key (a Secret holding one of the API tokens) or Prometheus cannot scrape" }}
+{{- end }}
 {{- if not (or $v.existingSecret.name $v.secrets.databaseUrl) }}
 {{- fail "cron-scheduler needs a database: set secrets.databaseUrl (postgres://...) or existingSecret.name (a Secret with the URL under existingSecret.databaseUrlKey)" }}
 {{- end }}
@@ -173,12 +248,13 @@ LIST), where LIST names the variables of the secret table to pass (all when abse
 {{- end }}
 
 {{/*
-Non-empty entries of .Values.config as strings, for the ConfigMap. Numbers arrive as
+Non-empty entries of .Values.config as strings, for the ConfigMap, with the cluster name
+and the shutdown grace always set (the chart's defaults above). Numbers arrive as
 floats from YAML; they are written as whole numbers (every numeric setting is one), not
 as 1.048576e+06.
 */}}
 {{- define "cron-scheduler.configData" -}}
-{{- $data := dict }}
+{{- $data := dict "SCHEDULER_CLUSTER_NAME" (include "cron-scheduler.clusterName" .) "SCHEDULER_SHUTDOWN_GRACE_MS" (include "cron-scheduler.shutdownGraceMs" .) }}
 {{- range $key, $value := .Values.config }}
 {{- if kindIs "float64" $value }}
 {{- $_ := set $data $key (int64 $value | toString) }}

@@ -52,7 +52,7 @@ impl Replica {
             Err(e) => {
                 tracing::error!(error = %e, "metrics pipeline failed; OTLP export disabled");
                 let mut plain = (*config).clone();
-                plain.otlp_endpoint = None;
+                plain.otlp_metrics = None;
                 Arc::new(Telemetry::new(&plain).expect("a Prometheus-only pipeline builds"))
             }
         };
@@ -100,6 +100,8 @@ impl Replica {
                     "background tasks still running after the shutdown grace period"
                 );
             }
+            // Last: the final counts (shutdown's included) reach the collector.
+            telemetry.flush().await;
             Ok(())
         });
         Self { node, task }

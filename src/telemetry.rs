@@ -17,7 +17,7 @@
 //!   stdout is not a terminal (production), human-readable when it is. JSON lines carry the
 //!   fields of the spans they happen in, so every log line of a launch has its run and
 //!   schedule ids, and, while spans are exported, the `trace_id` and `span_id` of that
-//!   span ([`WithTraceIds`]).
+//!   span (`WithTraceIds`).
 //! - **Shutdown**: after the replica has drained, the metrics are pushed one last time
 //!   ([`Telemetry::flush`]); the binary then pushes the spans still queued
 //!   ([`TracingGuard::flush`]). Each waits at most [`FLUSH_TIMEOUT`] and logs

@@ -182,29 +182,37 @@ fn check_url(raw: &str) -> Result<(), &'static str> {
     }
 }
 
+/// One exporter for `target` from a signal's builder: the span and metric builders differ
+/// in type only, so this is written once.
+macro_rules! build_exporter {
+    ($builder:expr, $target:expr) => {{
+        let target: &OtlpTarget = $target;
+        match target.protocol {
+            OtlpProtocol::Grpc => {
+                let grpc = $builder.with_tonic().with_endpoint(target.url.clone());
+                if target.is_https() {
+                    grpc.with_tls_config(tls_config())
+                } else {
+                    grpc
+                }
+                .build()
+            }
+            OtlpProtocol::HttpProtobuf => $builder
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(target.url.clone())
+                .with_http_client(HttpClient::new()?)
+                .build(),
+        }
+    }};
+}
+
 /// The span exporter for `target`. Call inside the Tokio runtime that is to carry the
 /// exports (gRPC channels and the HTTP client live on it).
 pub fn span_exporter(
     target: &OtlpTarget,
 ) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
-    let builder = SpanExporter::builder();
-    match target.protocol {
-        OtlpProtocol::Grpc => {
-            let grpc = builder.with_tonic().with_endpoint(target.url.clone());
-            if target.is_https() {
-                grpc.with_tls_config(tls_config())
-            } else {
-                grpc
-            }
-            .build()
-        }
-        OtlpProtocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(target.url.clone())
-            .with_http_client(HttpClient::new()?)
-            .build(),
-    }
+    build_exporter!(SpanExporter::builder(), target)
 }
 
 /// The metric exporter for `target` (cumulative temporality, as Prometheus expects).
@@ -212,24 +220,7 @@ pub fn span_exporter(
 pub fn metric_exporter(
     target: &OtlpTarget,
 ) -> Result<MetricExporter, opentelemetry_otlp::ExporterBuildError> {
-    let builder = MetricExporter::builder();
-    match target.protocol {
-        OtlpProtocol::Grpc => {
-            let grpc = builder.with_tonic().with_endpoint(target.url.clone());
-            if target.is_https() {
-                grpc.with_tls_config(tls_config())
-            } else {
-                grpc
-            }
-            .build()
-        }
-        OtlpProtocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(target.url.clone())
-            .with_http_client(HttpClient::new()?)
-            .build(),
-    }
+    build_exporter!(MetricExporter::builder(), target)
 }
 
 /// TLS for `https://` gRPC endpoints (tonic applies it only to those): the webpki roots,

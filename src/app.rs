@@ -52,7 +52,7 @@ impl Replica {
             Err(e) => {
                 tracing::error!(error = %e, "metrics pipeline failed; OTLP export disabled");
                 let mut plain = (*config).clone();
-                plain.otlp_endpoint = None;
+                plain.otlp_metrics = None;
                 Arc::new(Telemetry::new(&plain).expect("a Prometheus-only pipeline builds"))
             }
         };
@@ -88,7 +88,11 @@ impl Replica {
                     tracing::error!(error = %e, "retention task failed");
                 }
             };
-            drain(grace, server, background).await
+            let drained = drain(grace, server, background).await;
+            // Last: the final counts (shutdown's included) reach the collector (bounded by
+            // telemetry::FLUSH_TIMEOUT, after the grace).
+            telemetry.flush().await;
+            drained
         });
         Self { node, task }
     }

@@ -14,6 +14,7 @@ use crate::{
     credentials::{AuthSwitch, JwtSettings, TokenSet},
     kinds::{CatchupPolicy, OverlapPolicy},
     net::IpNet,
+    otlp::{self, OtlpTarget, Signal},
 };
 
 /// A configuration error: which variable, and what was wrong with it.
@@ -167,9 +168,16 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `SCHEDULER_LOG_FORMAT`: `auto`, `json` or `pretty`. Default `auto`.
     pub log_format: LogFormat,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: OTLP/gRPC collector for metrics and traces (e.g.
-    /// `http://otel-collector:4317`). Unset, or `OTEL_SDK_DISABLED=true`: no OTLP export.
-    pub otlp_endpoint: Option<String>,
+    /// Where spans go over OTLP: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as given), else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (e.g. `http://otel-collector:4317`; for HTTP with
+    /// `/v1/traces` appended), sent by `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` (default) or `http/protobuf`; `https://`
+    /// endpoints use TLS. No endpoint, or `OTEL_SDK_DISABLED=true`: no span export. See
+    /// [`crate::otlp`].
+    pub otlp_traces: Option<OtlpTarget>,
+    /// Where metrics go over OTLP: as `otlp_traces`, with the `METRICS` variables and
+    /// `/v1/metrics`.
+    pub otlp_metrics: Option<OtlpTarget>,
     /// `OTEL_SERVICE_NAME`: the service name on exported telemetry. Default `cron-scheduler`.
     pub otel_service_name: String,
     /// `OTEL_METRIC_EXPORT_INTERVAL`: milliseconds between OTLP metric pushes. Default `60000`.
@@ -342,13 +350,8 @@ impl Config {
                     _ => Err("one of auto, json, pretty"),
                 }
             })?,
-            otlp_endpoint: if env.bool("OTEL_SDK_DISABLED", false)? {
-                None
-            } else {
-                env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                    .map(|v| parse_http_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v).map(|_| v))
-                    .transpose()?
-            },
+            otlp_traces: env.otlp(Signal::Traces)?,
+            otlp_metrics: env.otlp(Signal::Metrics)?,
             otel_service_name: env
                 .get("OTEL_SERVICE_NAME")
                 .unwrap_or_else(|| "cron-scheduler".into()),
@@ -573,6 +576,18 @@ impl Env<'_> {
     }
 }
 
+/// The OTLP destinations (`crate::otlp`), read from the standard variables.
+impl Env<'_> {
+    /// `signal`'s OTLP target; `None` when no endpoint is set or `OTEL_SDK_DISABLED` is
+    /// true. A protocol is checked even then: a misspelt one is a mistake either way.
+    fn otlp(&self, signal: Signal) -> Result<Option<OtlpTarget>, ConfigError> {
+        let target = otlp::resolve(signal, self.0)
+            .map_err(|otlp::ResolveError { var, message }| ConfigError { var, message })?;
+        let disabled = self.bool("OTEL_SDK_DISABLED", false)?;
+        Ok(target.filter(|_| !disabled))
+    }
+}
+
 /// `90s`, `30m`, `12h`, `7d` (units in either case), or plain seconds; at most 100 years.
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
@@ -741,6 +756,36 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn otlp_targets_come_from_the_standard_variables() {
+        let c = cfg(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.otlp_traces,
+            Some(OtlpTarget::http("http://collector:4318/v1/traces"))
+        );
+        assert_eq!(
+            c.otlp_metrics,
+            Some(OtlpTarget::http("http://collector:4318/v1/metrics"))
+        );
+        let off = cfg(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])
+        .unwrap();
+        assert_eq!((off.otlp_traces, off.otlp_metrics), (None, None));
+        // A misspelt protocol is refused even while export is off.
+        let err = cfg(&[
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_PROTOCOL");
     }
 
     #[test]

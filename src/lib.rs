@@ -3,7 +3,8 @@
 //!
 //! Layout: [`config`] (environment), [`db`] (pool, migrations, embedded PostgreSQL),
 //! [`schedules`] (cron dialect, validated types, storage), [`api`] (REST), [`app`] (wiring
-//! and the `serve` lifecycle), [`telemetry`] (logs).
+//! and the `serve` lifecycle), [`telemetry`] (metrics, spans, logs) and [`otlp`] (where
+//! they are exported).
 #![forbid(unsafe_code)]
 
 /// An enum stored as text (with a CHECK constraint in the schema) and sent as snake_case
@@ -95,6 +96,7 @@ pub mod kinds;
 pub mod launcher;
 pub mod mock_executor;
 pub mod net;
+pub mod otlp;
 pub mod retry;
 pub mod runs;
 pub mod schedules;

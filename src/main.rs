@@ -115,18 +115,17 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        // Inside the runtime: the OTLP exporter needs it. The guard flushes spans at exit.
-        let _tracing = telemetry::init(
-            config.log_format,
-            config.otlp_endpoint.as_deref(),
-            &config.otel_service_name,
-        );
-        match cli.command.unwrap_or(Command::Serve) {
+        // Inside the runtime: the OTLP exporter's connections live on it.
+        let tracing = telemetry::init(&config);
+        let result = match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => app::serve(config).await,
             Command::Migrate => app::migrate_only(config).await,
             Command::MockExecutor(args) => mock_executor(args).await,
             Command::Healthcheck { .. } => unreachable!("answered before the configuration"),
-        }
+        };
+        // The last spans (shutdown's own included) reach the collector before exit.
+        tracing.flush().await;
+        result
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,10 +1,11 @@
 //! Telemetry: one metrics API (OpenTelemetry) with two exports, traces over OTLP, and
-//! structured logs.
+//! structured logs that name their trace.
 //!
 //! - **Metrics**: every replica has its own meter provider with a Prometheus reader (served
-//!   on `/metrics`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, an OTLP push reader
-//!   (every `OTEL_METRIC_EXPORT_INTERVAL` ms, default 60 s). Names are prefixed
-//!   `scheduler_`; see [`Metrics`].
+//!   on `/metrics`) and, when an OTLP endpoint is configured ([`crate::otlp`]: gRPC or
+//!   OTLP/HTTP, TLS for `https://`), an OTLP push reader (every
+//!   `OTEL_METRIC_EXPORT_INTERVAL` ms, default 60 s). Names are prefixed `scheduler_`; see
+//!   [`Metrics`].
 //! - **Traces**: with an OTLP endpoint, `tracing` spans are exported through
 //!   `tracing-opentelemetry`: a span per API request (`http`, with route and status; a
 //!   caller's `traceparent` is honoured), per claim batch (`claim_batch`), per ticker batch
@@ -15,14 +16,19 @@
 //!   SDK's own lines only from `warn` unless `RUST_LOG` names it), JSON lines when
 //!   stdout is not a terminal (production), human-readable when it is. JSON lines carry the
 //!   fields of the spans they happen in, so every log line of a launch has its run and
-//!   schedule ids.
+//!   schedule ids, and, while spans are exported, the `trace_id` and `span_id` of that
+//!   span (`WithTraceIds`).
+//! - **Shutdown**: after the replica has drained, the metrics are pushed one last time
+//!   ([`Telemetry::flush`]); the binary then pushes the spans still queued
+//!   ([`TracingGuard::flush`]). Each waits at most [`FLUSH_TIMEOUT`] and logs
+//!   `telemetry flushed` (with `signal`), or the failure.
 
 use std::{io::IsTerminal, sync::Arc, time::Duration};
 
 use opentelemetry::{
     KeyValue,
     metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _},
-    trace::TracerProvider as _,
+    trace::{SpanId, TraceContextExt as _, TraceId, TracerProvider as _},
 };
 use opentelemetry_sdk::{
     Resource,
@@ -30,11 +36,17 @@ use opentelemetry_sdk::{
     trace::SdkTracerProvider,
 };
 use sqlx::PgPool;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{
+    EnvFilter, fmt,
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    prelude::*,
+    registry::LookupSpan,
+};
 
 use crate::{
     config::{Config, LogFormat},
     kinds::{RunReason, RunStatus},
+    otlp,
 };
 
 /// Fire-lag and launch-duration buckets, in seconds: a millisecond to ten minutes.
@@ -271,6 +283,8 @@ pub struct Telemetry {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     meter: Meter,
+    /// Whether an OTLP reader pushes these metrics (and must be flushed at the end).
+    otlp: bool,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -308,12 +322,8 @@ impl Telemetry {
         let mut builder = SdkMeterProvider::builder()
             .with_reader(prometheus)
             .with_resource(resource(config));
-        if let Some(endpoint) = &config.otlp_endpoint {
-            use opentelemetry_otlp::WithExportConfig;
-            let exporter = opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()?;
+        if let Some(target) = &config.otlp_metrics {
+            let exporter = otlp::metric_exporter(target)?;
             builder = builder.with_reader(
                 PeriodicReader::builder(exporter)
                     .with_interval(config.otlp_metric_interval)
@@ -327,6 +337,7 @@ impl Telemetry {
             registry,
             provider,
             meter,
+            otlp: config.otlp_metrics.is_some(),
         })
     }
 
@@ -362,16 +373,65 @@ impl Telemetry {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Flushes the OTLP reader (a last export) and stops it.
-    pub fn shutdown(&self) {
-        let _ = self.provider.shutdown();
+    /// At shutdown: pushes the metrics one last time over OTLP and stops the pipeline,
+    /// waiting at most [`FLUSH_TIMEOUT`], and logs how it went (`telemetry flushed`).
+    /// Without OTLP there is nothing to push: the Prometheus registry just stops.
+    pub async fn flush(&self) {
+        let provider = self.provider.clone();
+        if self.otlp {
+            flush_bounded("metrics", move || provider.shutdown()).await;
+        } else {
+            let _ = provider.shutdown();
+        }
     }
 }
 
-/// Keeps the trace pipeline alive; flushes it when dropped.
+/// How long shutdown waits for each OTLP pipeline (metrics, spans) to push what it holds.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a pipeline's blocking flush-and-stop on a blocking thread, waits for it at most
+/// [`FLUSH_TIMEOUT`] (the SDK's own limits are longer, or absent for metrics), and logs
+/// the outcome.
+async fn flush_bounded(
+    signal: &'static str,
+    stop: impl FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+) {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(FLUSH_TIMEOUT, tokio::task::spawn_blocking(stop)).await {
+        Ok(Ok(Ok(()))) => tracing::info!(
+            signal,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "telemetry flushed"
+        ),
+        Ok(Ok(Err(e))) => tracing::warn!(signal, error = %e, "telemetry flush failed"),
+        Ok(Err(e)) => tracing::warn!(signal, error = %e, "telemetry flush failed"),
+        Err(_) => tracing::warn!(
+            signal,
+            timeout = ?FLUSH_TIMEOUT,
+            "telemetry flush timed out; what the exporter still held is lost"
+        ),
+    }
+}
+
+/// Keeps the trace pipeline alive. [`TracingGuard::flush`] pushes the last spans at
+/// shutdown; dropping it unflushed stops the pipeline too, without a report.
 #[derive(Debug, Default)]
 pub struct TracingGuard {
     provider: Option<SdkTracerProvider>,
+}
+
+impl TracingGuard {
+    /// Exports the spans still queued and stops the trace pipeline, within
+    /// [`FLUSH_TIMEOUT`]; logs the outcome (`telemetry flushed`). Nothing to do without
+    /// OTLP.
+    pub async fn flush(mut self) {
+        if let Some(provider) = self.provider.take() {
+            flush_bounded("spans", move || {
+                provider.shutdown_with_timeout(FLUSH_TIMEOUT)
+            })
+            .await;
+        }
+    }
 }
 
 impl Drop for TracingGuard {
@@ -382,9 +442,10 @@ impl Drop for TracingGuard {
     }
 }
 
-/// Installs the global subscriber: logs, and span export when an OTLP endpoint is set.
-/// Safe to call more than once (later calls do nothing). Call inside a Tokio runtime.
-pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) -> TracingGuard {
+/// Installs the global subscriber: logs (`config.log_format`), and span export when
+/// `config.otlp_traces` is set. Safe to call more than once (later calls do nothing).
+/// Call inside a Tokio runtime: the exporter's connections live on it.
+pub fn init(config: &Config) -> TracingGuard {
     // The OpenTelemetry SDK's own lifecycle lines ("MeterProvider dropped, initiating
     // shutdown") say nothing to an operator: warnings only, unless `RUST_LOG` names it.
     const QUIET_SDK: &str = "opentelemetry_sdk=warn,opentelemetry=warn";
@@ -404,32 +465,23 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) 
                 "info,sqlx=warn,tower_http=warn,h2=warn,tonic=warn,hyper=warn,{QUIET_SDK}"
             ))
         });
-    let json = match format {
+    let json = match config.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
     let mut guard = TracingGuard::default();
-    let otel = otlp_endpoint.and_then(|endpoint| {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter = match opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.to_owned())
-            .build()
-        {
+    let otel = config.otlp_traces.as_ref().and_then(|target| {
+        let exporter = match otlp::span_exporter(target) {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("cron-scheduler: OTLP span exporter not started: {e}");
+                eprintln!("cron-scheduler: OTLP span exporter ({target}) not started: {e}");
                 return None;
             }
         };
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(
-                Resource::builder()
-                    .with_service_name(service_name.to_owned())
-                    .build(),
-            )
+            .with_resource(resource(config))
             .build();
         let tracer = provider.tracer("cron-scheduler");
         guard.provider = Some(provider);
@@ -443,16 +495,69 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) 
         registry
             .with(
                 fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
+                    .fmt_fields(fmt::format::JsonFields::new())
+                    .event_format(WithTraceIds(
+                        fmt::format()
+                            .json()
+                            .flatten_event(true)
+                            .with_current_span(true)
+                            .with_span_list(false),
+                    )),
             )
             .try_init()
     } else {
         registry.with(fmt::layer()).try_init()
     };
     guard
+}
+
+/// A JSON event format with the OpenTelemetry ids of the span an event happens in: the
+/// inner format's JSON object, plus `trace_id` and `span_id` (lower-case hex, as trace
+/// backends show them) when the event is inside a span exported over OTLP. A log line and
+/// the trace it belongs to are then one search apart.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((trace_id, span_id)) = otel_ids(ctx) else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(512);
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.trim_end().strip_suffix('}') {
+            Some(object) => writeln!(
+                writer,
+                "{object},\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+            ),
+            None => writer.write_str(&line),
+        }
+    }
+}
+
+/// The trace and span id of the span an event happens in (its explicit parent, else the
+/// current span), when that span has a valid OpenTelemetry context: only while spans are
+/// exported (the OpenTelemetry layer is installed).
+fn otel_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(TraceId, SpanId)>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let id = ctx.event_scope()?.next()?.id();
+    // No extension of the span is held here, as `get_otel_context` requires.
+    let cx = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
 }
 
 /// How long the OTLP reader waits between pushes when `OTEL_METRIC_EXPORT_INTERVAL` is unset.

@@ -118,6 +118,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("field.rs", ABOVE_LEAVES),
     ("kinds.rs", ABOVE_LEAVES),
     ("net.rs", ABOVE_LEAVES),
+    ("otlp.rs", ABOVE_LEAVES),
     ("retry.rs", ABOVE_LEAVES),
     ("text.rs", ABOVE_LEAVES),
     // The database layer: below every domain module.

@@ -46,6 +46,8 @@ OTEL_VARS = {
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -69,6 +71,11 @@ NOT_IN_CHART_CONFIG = {
     "SCHEDULER_PG_BIN_DIR": "embedded PostgreSQL only; the image has none",
     "SCHEDULER_RELOAD": "accepted and ignored by the service",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "otel.endpoint",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "extraEnv (the chart's otel.endpoint is OTLP/gRPC)",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "extraEnv",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "extraEnv",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "extraEnv",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "extraEnv",
     "OTEL_SERVICE_NAME": "otel.serviceName",
     "OTEL_METRIC_EXPORT_INTERVAL": "otel.metricExportIntervalMs",
     "OTEL_SDK_DISABLED": "leave otel.endpoint empty",
@@ -95,6 +102,9 @@ def service_env_names() -> frozenset[str]:
         text,
     ):
         names.update(n for n in (first, second) if n)
+    # The OTLP variables, resolved per signal in src/otlp.rs (`Env::otlp` calls it).
+    otlp = (REPO / "src" / "otlp.rs").read_text()
+    names.update(re.findall(r'"(OTEL_EXPORTER_OTLP_[A-Z_]+)"', otlp))
     # A parser that finds nothing would make every check pass: refuse that.
     if not {"SCHEDULER_PORT", "SCHEDULER_DATABASE_URL", "SCHEDULER_NODE_ID"} <= names:
         raise RuntimeError(

@@ -194,8 +194,8 @@ def test_defaults_run_three_replicas_with_a_safe_rollout_and_spread():
     labels = d["spec"]["template"]["metadata"]["labels"]
     for t in pod["topologySpreadConstraints"]:
         assert t["labelSelector"]["matchLabels"].items() <= labels.items()
-    # 5 s preStop pause + the service's 10 s shutdown grace + 5 s to exit.
-    assert pod["terminationGracePeriodSeconds"] == 20
+    # 5 s preStop pause + the service's 10 s shutdown grace + 12 s to flush and exit.
+    assert pod["terminationGracePeriodSeconds"] == 27
     res = scheduler(r)["resources"]
     assert res["requests"] and res["limits"]
 
@@ -218,7 +218,7 @@ def test_grace_period_is_the_pause_plus_the_shutdown_grace_the_service_gets(case
     c = scheduler(r)
     pause = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     grace_ms = int(config_env(r, c)["SCHEDULER_SHUTDOWN_GRACE_MS"])
-    margin = r.values.get("shutdownMarginSeconds", 5)
+    margin = r.values.get("shutdownMarginSeconds", 12)
     assert margin >= 1
     assert grace_period(r) == pause + -(-grace_ms // 1000) + margin
 
@@ -228,7 +228,7 @@ def test_the_charts_default_grace_is_the_services():
     assert int(data["SCHEDULER_SHUTDOWN_GRACE_MS"]) == service_default_shutdown_grace_ms()
 
 
-@pytest.mark.parametrize("grace_ms, expected", [(45_000, 55), (1, 11), ("30000", 40), ("", 20)])
+@pytest.mark.parametrize("grace_ms, expected", [(45_000, 62), (1, 18), ("30000", 47), ("", 27)])
 def test_grace_period_follows_the_setting(grace_ms, expected):
     values = copy.deepcopy(deploylib.case_values("default"))
     values["config"] = {"SCHEDULER_SHUTDOWN_GRACE_MS": grace_ms}

@@ -82,8 +82,9 @@ def test_migrate_is_a_one_shot_service(compose):
 
 
 def test_every_service_has_a_health_check_or_a_reason(compose):
-    # The collector image has no shell or HTTP client to check itself with.
-    no_check = {"otel-collector", "migrate"}
+    # The collector image has no shell or HTTP client to check itself with; nothing waits
+    # for Tempo or Loki to be healthy (service_started: the collector and Grafana retry).
+    no_check = {"otel-collector", "migrate", "tempo", "loki"}
     for name, s in compose["services"].items():
         if name in no_check:
             continue
@@ -248,6 +249,140 @@ def test_otlp_endpoint_is_a_collector_receiver(compose):
     protocols = cfg["receivers"]["otlp"]["protocols"]
     ports = {p["endpoint"].rsplit(":", 1)[1] for p in protocols.values()}
     assert port in ports
+
+
+# ---------------------------------------------------------------------------------------
+# Telemetry: collector, trace backend, logs, Grafana's linked datasources
+
+
+def _mounted(service: dict, target: str) -> Path:
+    (source,) = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == target]
+    return REPO / source
+
+
+def _collector(compose) -> dict:
+    return yaml.safe_load(
+        _mounted(compose["services"]["otel-collector"], "/etc/otelcol/config.yaml").read_text()
+    )
+
+
+def _host_port(endpoint: str) -> tuple[str, str]:
+    host, port = re.match(r"(?:[a-z]+://)?([^:/]+):(\d+)", endpoint).groups()
+    return host, port
+
+
+def test_collector_pipelines_use_only_defined_components(compose):
+    cfg = _collector(compose)
+    pipelines = cfg["service"]["pipelines"]
+    assert {"traces", "metrics", "logs"} <= set(pipelines)
+    for name, pipeline in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(kind, []):
+                assert component in cfg[kind], f"{name}: {kind} {component} is not defined"
+        # A pipeline that only prints (the `debug` exporter) sends nothing anywhere.
+        assert set(pipeline["exporters"]) - {"debug"}, f"{name} exports nowhere"
+
+
+def test_traces_reach_tempo_and_tempo_writes_span_metrics_to_prometheus(compose):
+    services = compose["services"]
+    cfg = _collector(compose)
+    tempo = yaml.safe_load(_mounted(services["tempo"], "/etc/tempo/tempo.yaml").read_text())
+    grpc = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    for exporter in cfg["service"]["pipelines"]["traces"]["exporters"]:
+        host, port = _host_port(cfg["exporters"][exporter]["endpoint"])
+        assert host == "tempo" and port == grpc.rsplit(":", 1)[1], exporter
+    assert tempo["storage"]["trace"]["backend"] == "local"
+    (write,) = tempo["metrics_generator"]["storage"]["remote_write"]
+    assert _host_port(write["url"])[0] == "prometheus"
+    assert "--web.enable-remote-write-receiver" in services["prometheus"]["command"]
+    processors = tempo["overrides"]["defaults"]["metrics_generator"]["processors"]
+    assert {"service-graphs", "span-metrics"} <= set(processors)
+
+
+def test_replica_logs_reach_loki_with_their_trace_ids(compose):
+    services = compose["services"]
+    cfg = _collector(compose)
+    (receiver,) = cfg["service"]["pipelines"]["logs"]["receivers"]
+    filelog = cfg["receivers"][receiver]
+    # The collector reads the files it is told to (mounted from the host, read-only).
+    (pattern,) = filelog["include"]
+    mounts = {v.split(":")[1]: v for v in services["otel-collector"]["volumes"]}
+    folder = pattern.split("/*")[0]
+    assert folder in mounts and mounts[folder].endswith(":ro")
+    # It keeps the lines of containers labelled for it: every replica, by its node id.
+    (keep,) = [op for op in filelog["operators"] if op["type"] == "filter"]
+    label = re.search(r"attributes\.attrs\.(\w+) == nil", keep["expr"]).group(1)
+    for n in SCHEDULERS:
+        s = services[n]
+        assert s["logging"]["driver"] == "json-file"
+        assert s["logging"]["options"]["labels"] == label
+        assert s["labels"][label] == env_of(s)["SCHEDULER_NODE_ID"]
+        assert env_of(s)["SCHEDULER_LOG_FORMAT"] == "json"
+    # Each JSON line's trace_id / span_id become the record's trace context.
+    (trace,) = [op for op in filelog["operators"] if op["type"] == "trace_parser"]
+    assert trace["trace_id"]["parse_from"] == "attributes.trace_id"
+    assert trace["span_id"]["parse_from"] == "attributes.span_id"
+    for exporter in cfg["service"]["pipelines"]["logs"]["exporters"]:
+        assert _host_port(cfg["exporters"][exporter]["endpoint"]) == ("loki", "3100")
+    loki = yaml.safe_load(_mounted(services["loki"], "/etc/loki/loki.yaml").read_text())
+    assert loki["server"]["http_listen_port"] == 3100
+    assert loki["limits_config"]["allow_structured_metadata"] is True
+
+
+def _datasources() -> dict[str, dict]:
+    folder = REPO / "deploy" / "grafana-provisioning" / "datasources"
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
+        text = path.read_text()
+        # Grafana expands ${...} from its environment in provisioning files: a link
+        # variable such as ${__trace.traceId} must be written $${...}.
+        assert not re.search(r"(?<!\$)\$\{__", text), f"{path.name}: write $${{__...}}"
+        for source in yaml.safe_load(text)["datasources"]:
+            assert source["uid"] not in found, f"uid {source['uid']} twice"
+            found[source["uid"]] = source
+    return found
+
+
+def test_grafana_datasources_link_traces_logs_and_metrics(compose):
+    sources = _datasources()
+    by_type = {s["type"]: s for s in sources.values()}
+    assert {"prometheus", "tempo", "loki"} <= set(by_type)
+    services = compose["services"]
+    listens = {
+        "tempo": yaml.safe_load(_mounted(services["tempo"], "/etc/tempo/tempo.yaml").read_text())[
+            "server"
+        ]["http_listen_port"],
+        "loki": 3100,
+        "prometheus": 9090,
+    }
+    for kind, source in by_type.items():
+        host, port = _host_port(source["url"])
+        assert host in services and int(port) == listens[host], source["url"]
+    tempo = by_type["tempo"]["jsonData"]
+    uid = {kind: s["uid"] for kind, s in by_type.items()}
+    # trace -> its log lines (by the trace id the collector put in structured metadata)
+    assert tempo["tracesToLogsV2"]["datasourceUid"] == uid["loki"]
+    assert 'trace_id="$${__trace.traceId}"' in tempo["tracesToLogsV2"]["query"]
+    # trace -> metrics of the replica that made the span
+    assert tempo["tracesToMetrics"]["datasourceUid"] == uid["prometheus"]
+    assert {"key": "service.instance.id", "value": "instance"} in tempo["tracesToMetrics"]["tags"]
+    assert tempo["serviceMap"]["datasourceUid"] == uid["prometheus"]
+    # log line -> its trace
+    (derived,) = by_type["loki"]["jsonData"]["derivedFields"]
+    assert derived["datasourceUid"] == uid["tempo"] and derived["matcherRegex"] == "trace_id"
+    # exemplar -> its trace
+    (exemplar,) = by_type["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert exemplar["datasourceUid"] == uid["tempo"]
+    # The metric names the links query are ones the service emits (src/telemetry.rs).
+    telemetry = (REPO / "src" / "telemetry.rs").read_text()
+    queried = [
+        metric
+        for query in tempo["tracesToMetrics"]["queries"]
+        for metric in re.findall(r"\b(scheduler_[a-z_]+?)(?:_bucket|_total)?\{", query["query"])
+    ]
+    assert len(queried) == len(tempo["tracesToMetrics"]["queries"]), queried
+    for metric in queried:
+        assert f'"{metric}"' in telemetry, metric
 
 
 # ---------------------------------------------------------------------------------------

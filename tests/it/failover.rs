@@ -23,19 +23,26 @@ use crate::common::{assert_every_second_once, fresh_database, leader, wait_for};
 
 const LEASE_MS: u64 = 2000;
 
-struct Node {
-    id: String,
-    port: u16,
-    child: Option<Child>,
-    log: PathBuf,
+/// One `cron-scheduler serve` process on a database (also used by `otlp.rs`); killed,
+/// with its log printed, if the test fails while it runs.
+pub struct Node {
+    pub id: String,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub log: PathBuf,
 }
 
 impl Node {
-    fn start(db_url: &str, id: &str, dir: &std::path::Path) -> Self {
+    pub fn start(db_url: &str, id: &str, dir: &std::path::Path) -> Self {
         Self::start_with(db_url, id, dir, &[])
     }
 
-    fn start_with(db_url: &str, id: &str, dir: &std::path::Path, extra: &[(&str, &str)]) -> Self {
+    pub fn start_with(
+        db_url: &str,
+        id: &str,
+        dir: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -76,7 +83,7 @@ impl Node {
         Pid::from_raw(i32::try_from(self.child.as_ref().unwrap().id()).unwrap())
     }
 
-    fn signal(&self, sig: Signal) {
+    pub fn signal(&self, sig: Signal) {
         kill(self.pid(), sig).unwrap();
     }
 
@@ -86,7 +93,7 @@ impl Node {
         }
     }
 
-    async fn ready(&self, http: &reqwest::Client) {
+    pub async fn ready(&self, http: &reqwest::Client) {
         let url = format!("http://127.0.0.1:{}/health/ready", self.port);
         wait_for(
             &format!("{} ready", self.id),

@@ -10,6 +10,7 @@ mod health;
 mod history;
 mod launcher;
 mod load;
+mod otlp;
 mod preview;
 mod runs;
 mod schedule_health;

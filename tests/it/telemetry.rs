@@ -4,18 +4,32 @@
 
 use std::time::Duration;
 
-use cron_scheduler::{config::LogFormat, mock_executor::Behaviour, telemetry};
+use cron_scheduler::{
+    config::{Config, LogFormat},
+    mock_executor::Behaviour,
+    otlp::OtlpTarget,
+    telemetry,
+};
 use fake_opentelemetry_collector::FakeCollectorServer;
 use serde_json::json;
 
 use crate::{
-    common::{TestApp, rerun_in_own_process, wait_for},
+    common::{TestApp, rerun_in_own_process, test_config, wait_for},
     launcher::{Mock, launch_config},
 };
 
+/// The configuration `telemetry::init` gets: JSON logs, spans to `collector` over gRPC.
+fn exporting_to(collector: &FakeCollectorServer) -> Config {
+    let mut config = test_config();
+    config.log_format = LogFormat::Json;
+    config.otel_service_name = "cron-scheduler-test".into();
+    config.otlp_traces = Some(OtlpTarget::grpc(collector.endpoint()));
+    config
+}
+
 /// An attribute's value: the fake collector keeps them as `Debug` text of OTLP values
 /// (`Some(AnyValue { value: Some(StringValue("x")) })`).
-fn attr(span: &fake_opentelemetry_collector::ExportedSpan, key: &str) -> Option<String> {
+pub fn attr(span: &fake_opentelemetry_collector::ExportedSpan, key: &str) -> Option<String> {
     let raw = span.attributes.get(key)?;
     if let Some(rest) = raw.split("StringValue(\"").nth(1) {
         return rest.split("\")").next().map(str::to_owned);
@@ -35,15 +49,11 @@ async fn metrics_and_spans_reach_the_collector_and_the_trace_reaches_the_executo
     }
     let mut collector = FakeCollectorServer::start().await.expect("fake collector");
     // The global subscriber of this test process exports spans to the collector.
-    let _guard = telemetry::init(
-        LogFormat::Json,
-        Some(&collector.endpoint()),
-        "cron-scheduler-test",
-    );
+    let _guard = telemetry::init(&exporting_to(&collector));
     let mock = Mock::start(Behaviour::default()).await;
     let app = TestApp::spawn_with(|c| {
         launch_config(c, &mock.url);
-        c.otlp_endpoint = Some(collector.endpoint());
+        c.otlp_metrics = Some(OtlpTarget::grpc(collector.endpoint()));
         c.otlp_metric_interval = Duration::from_millis(500);
     })
     .await;
@@ -162,11 +172,7 @@ async fn a_callers_traceparent_is_the_parent_of_the_request_span() {
         return;
     }
     let mut collector = FakeCollectorServer::start().await.expect("fake collector");
-    let _guard = telemetry::init(
-        LogFormat::Json,
-        Some(&collector.endpoint()),
-        "cron-scheduler-test",
-    );
+    let _guard = telemetry::init(&exporting_to(&collector));
     let app = TestApp::spawn().await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let resp = app

@@ -385,6 +385,7 @@ def test_telemetry_settings_reach_the_container():
     env = pod_env(scheduler(r))
     otel = r.values["otel"]
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == otel["endpoint"]
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == otel["protocol"] == "http/protobuf"
     assert env["OTEL_SERVICE_NAME"]["value"] == otel["serviceName"]
     assert env["OTEL_METRIC_EXPORT_INTERVAL"]["value"] == str(otel["metricExportIntervalMs"])
     attrs = env["OTEL_RESOURCE_ATTRIBUTES"]["value"]

@@ -213,6 +213,8 @@ LIST), where LIST names the variables of the secret table to pass (all when abse
 {{- if .endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | default "grpc" | quote }}
 {{- end }}
 {{- if not (kindIs "invalid" .metricExportIntervalMs) }}
 - name: OTEL_METRIC_EXPORT_INTERVAL

@@ -193,6 +193,29 @@ async fn applying_a_folder_twice_changes_nothing_the_second_time() {
     );
     let (_, report) = app.get("/schedules/report").await;
     assert_eq!(report["cron_expr"], "45 6 * * 1-5");
+
+    // What `list -o json` prints can be applied as it is (read-only fields are ignored).
+    let listed = ctl(&app, &["schedules", "list", "-o", "json"]).await.ok();
+    let exported = tempfile::tempdir().unwrap();
+    write(exported.path(), "all.json", &listed.stdout);
+    let again = ctl(
+        &app,
+        &[
+            "schedules",
+            "apply",
+            "-f",
+            exported.path().join("all.json").to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        (again["unchanged"].as_u64(), again["changed"].as_u64()),
+        (Some(3), Some(0))
+    );
 }
 
 #[tokio::test]

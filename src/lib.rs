@@ -3,8 +3,8 @@
 //!
 //! Layout: [`config`] (environment), [`db`] (pool, migrations, embedded PostgreSQL),
 //! [`schedules`] (cron dialect, validated types, storage), [`api`] (REST), [`app`] (wiring
-//! and the `serve` lifecycle), [`telemetry`] (metrics, spans, logs) and [`otlp`] (where
-//! they are exported).
+//! and the `serve` lifecycle), [`telemetry`] (metrics, spans, logs), [`otlp`] (where
+//! they are exported) and [`ctl`] (the command-line client of the REST API).
 #![forbid(unsafe_code)]
 
 /// An enum stored as text (with a CHECK constraint in the schema) and sent as snake_case
@@ -88,6 +88,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod credentials;
+pub mod ctl;
 pub mod db;
 pub mod field;
 pub mod fleet;

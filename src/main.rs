@@ -36,6 +36,10 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// A client of the REST API of a running fleet: schedules (apply files as code),
+    /// the worker switch, cron previews. `SCHEDULER_URL` and `SCHEDULER_TOKEN` say where
+    /// and as whom; `-o json` prints JSON for scripts. See docs/CLI.md.
+    Ctl(cron_scheduler::ctl::CtlArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,11 +91,13 @@ async fn mock_executor(args: MockExecutorArgs) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Before the configuration is read: a health check must not depend on unrelated
-    // variables, nor print log lines.
-    if let Some(Command::Healthcheck { url }) = cli.command {
-        return cron_scheduler::healthcheck::run(url);
-    }
+    // Before the configuration is read: a health check and a client of the API must not
+    // depend on the service's variables, nor print log lines.
+    let command = match cli.command {
+        Some(Command::Healthcheck { url }) => return cron_scheduler::healthcheck::run(url),
+        Some(Command::Ctl(args)) => return cron_scheduler::ctl::run(args),
+        other => other,
+    };
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -101,7 +107,7 @@ fn main() -> std::process::ExitCode {
     };
     // Serving an open API by accident is a configuration error, caught before anything
     // starts (other subcommands serve no API and need no credentials).
-    if matches!(cli.command, None | Some(Command::Serve)) {
+    if matches!(command, None | Some(Command::Serve)) {
         if let Err(e) = config.auth_enabled() {
             eprintln!("cron-scheduler: {e}");
             return std::process::ExitCode::from(2);
@@ -117,11 +123,13 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         // Inside the runtime: the OTLP exporter's connections live on it.
         let tracing = telemetry::init(&config);
-        let result = match cli.command.unwrap_or(Command::Serve) {
+        let result = match command.unwrap_or(Command::Serve) {
             Command::Serve => app::serve(config).await,
             Command::Migrate => app::migrate_only(config).await,
             Command::MockExecutor(args) => mock_executor(args).await,
-            Command::Healthcheck { .. } => unreachable!("answered before the configuration"),
+            Command::Healthcheck { .. } | Command::Ctl(_) => {
+                unreachable!("answered before the configuration")
+            }
         };
         // The last spans (shutdown's own included) reach the collector before exit.
         tracing.flush().await;

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod ctl;
 mod dashboards;
 mod embedded_default;
 mod failover;

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod console;
 mod dashboards;
 mod embedded_default;
 mod failover;

@@ -140,6 +140,8 @@ function relative(iso) {
   if (!iso) return "";
   const seconds = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
   const abs = Math.abs(seconds);
+  // The instants are the database's clock, the browser's may differ a little.
+  if (abs < 3) return "just now";
   const size =
     abs < 90 ? `${abs} s` : abs < 5400 ? `${Math.round(abs / 60)} min`
     : abs < 172800 ? `${Math.round(abs / 3600)} h` : `${Math.round(abs / 86400)} d`;
@@ -802,7 +804,7 @@ async function fleetPage() {
   return h(
     "div",
     null,
-    h("h1", null, `Fleet ${st.cluster_name}`),
+    h("h1", null, `Fleet: ${st.cluster_name}`),
     figures,
     h("div", { class: "toolbar" }, switchButton),
     card(

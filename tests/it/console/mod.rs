@@ -232,8 +232,15 @@ async fn the_console_in_a_real_browser() {
     let ids = Read::Attribute("data-schedule-id");
     let rows = "#schedules tr[data-schedule-id]";
 
-    // A user signs in and sees its own schedules, not Bob's.
+    // A wrong token is refused, and said so.
     browser.goto(&base).await;
+    browser
+        .type_into("#token", "not-a-token-of-this-service")
+        .await;
+    browser.click("#sign-in button[type=submit]").await;
+    browser.wait("#sign-in-error").await;
+
+    // A user signs in and sees its own schedules, not Bob's.
     sign_in(&browser, ALICE).await;
     browser
         .wait_until(rows, ids, &["hostile", "nightly-report"])
@@ -343,6 +350,70 @@ async fn the_console_in_a_real_browser() {
     std::fs::write(&path, png).expect("write the screenshot");
     println!("screenshot: {}", path.display());
 
+    // Trigger: a manual run, through the API.
+    browser.click("#trigger").await;
+    browser
+        .wait_text_starting("#notice", "Triggered: run")
+        .await;
+    let runs = call(
+        &app,
+        Some(ADMIN),
+        Method::GET,
+        "/schedules/nightly-report/runs?limit=100",
+        None,
+    )
+    .await;
+    let manual = runs.body["runs"].as_array().unwrap().iter();
+    assert_eq!(manual.filter(|r| r["trigger"] == "manual").count(), 1);
+
+    // Backfill the last three days (UTC): their ticks have runs already.
+    let (from, to) = (
+        Utc::now() - TimeDelta::days(3),
+        Utc::now() - TimeDelta::minutes(1),
+    );
+    let format = "%Y-%m-%dT%H:%M:%S";
+    browser
+        .execute(&format!(
+            "document.querySelector('#backfill [name=from]').value = '{}';\
+             document.querySelector('#backfill [name=to]').value = '{}';",
+            from.format(format),
+            to.format(format)
+        ))
+        .await;
+    browser.click("#backfill button[type=submit]").await;
+    let said = browser.wait_text_starting("#notice", "Backfill:").await;
+    assert!(said.contains(" 0 created, 0 revived"), "{said}");
+
+    // Delete, confirmed on the page first.
+    browser.goto(&format!("{base}#/schedules/hostile")).await;
+    browser.click("#delete").await;
+    browser.click("#confirm-delete").await;
+    browser
+        .wait_until(rows, ids, &["bob-cleanup", "nightly-report"])
+        .await;
+    let gone = call(&app, Some(ADMIN), Method::GET, "/schedules/hostile", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+    // The cron playground: the preview's words and times.
+    browser
+        .goto(&format!(
+            "{base}#/cron?expr=0%200%209%20*%20*%20MON&tz=America/New_York"
+        ))
+        .await;
+    browser.wait("#preview").await;
+    let shown = browser.text_of("#preview .describe").await;
+    let preview = call(
+        &app,
+        Some(ADMIN),
+        Method::POST,
+        "/cron/preview",
+        Some(json!({"cron_expr": "0 0 9 * * MON", "timezone": "America/New_York"})),
+    )
+    .await;
+    let words = preview.body["description"].as_str().unwrap();
+    assert!(shown.starts_with(words), "{shown:?} / {words:?}");
+    assert_eq!(browser.find_all("#preview tbody tr").await.len(), 5);
+
     // The page never tripped its own Content-Security-Policy (an inline script or style
     // would have been refused, and logged).
     let log = browser.browser_log().await;
@@ -355,4 +426,38 @@ async fn the_console_in_a_real_browser() {
     browser.close().await;
     drop(driver);
     app.stop().await;
+}
+
+/// With authentication off the console asks for nothing and acts as admin.
+#[tokio::test]
+async fn the_console_without_authentication() {
+    let driver = Driver::start().await;
+    let app = TestApp::spawn().await;
+    app.create_schedule(json!({"schedule_id": "open-one"}))
+        .await;
+    let browser = driver.session().await;
+    browser.goto(&app.url("/ui")).await;
+    browser
+        .wait_until(
+            "#schedules tr[data-schedule-id]",
+            Read::Attribute("data-schedule-id"),
+            &["open-one"],
+        )
+        .await;
+    let who = browser.text_of("#who").await;
+    assert_eq!(who, "authentication off: acting as admin");
+    assert!(browser.find_all("#token").await.is_empty());
+    snap(&browser, "console-list.png").await;
+    browser.goto(&app.url("/ui#/fleet")).await;
+    browser.wait("#nodes").await;
+    snap(&browser, "console-fleet.png").await;
+    browser.close().await;
+    drop(driver);
+    app.stop().await;
+}
+
+/// A screenshot for a person to look at, under the target folder.
+async fn snap(browser: &Session, name: &str) {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, browser.screenshot().await).expect("write a screenshot");
 }

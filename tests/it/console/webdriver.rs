@@ -246,6 +246,23 @@ impl Session {
         }
     }
 
+    /// Waits up to 10 s until the first element matching `css` shows a text that starts
+    /// with `prefix`; returns it.
+    pub async fn wait_text_starting(&self, css: &str, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = self.text_of(css).await;
+            if shown.starts_with(prefix) {
+                return shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css:?} shows {shown:?}, not {prefix:?}..., after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits for `css`, clicks it (again if the page was drawn anew in between).
     pub async fn click(&self, css: &str) {
         for _ in 0..5 {

@@ -26,8 +26,9 @@
 //!
 //! **Open paths.** `/health*` (never rate limited either), `/docs`, `/docs/*`,
 //! `/openapi.json` (the API's shape is not a secret), the console's static files (`/ui`,
-//! `/ui/*`: the console asks for a token and sends it with each API call), and `/metrics` unless
-//! `SCHEDULER_METRICS_PUBLIC=false`, in which case any valid token may read it.
+//! `/ui/*`: they hold no data; the console asks for a token and sends it with each API
+//! call), and `/metrics` unless `SCHEDULER_METRICS_PUBLIC=false`, in which case any valid
+//! token may read it.
 //!
 //! **Switching off.** Only explicitly (`SCHEDULER_AUTH=off`), or implicitly for the
 //! embedded default when no credential is configured (with a loud warning at start-up);

@@ -97,6 +97,33 @@ function select(name, value, options) {
   return node;
 }
 
+/** A table: `headers` a list of titles, `rows` the <tr> elements. */
+function grid(props, headers, rows) {
+  return h(
+    "table",
+    { ...props, class: `grid ${props.class || ""}`.trim() },
+    h("thead", null, h("tr", null, headers.map((t) => h("th", null, t)))),
+    h("tbody", null, rows),
+  );
+}
+
+/** Rows of fire times: UTC, the zone's local time, how far. */
+function fireRows(times) {
+  return times.map(([iso, local]) =>
+    h("tr", null, h("td", null, utc(iso)), h("td", null, local), h("td", { class: "muted" }, relative(iso))),
+  );
+}
+
+/** A form that never submits anywhere (the CSP says `form-action 'none'`): its `submit`
+ * runs `handle` instead. */
+function form(id, className, handle, ...children) {
+  const onsubmit = (event) => {
+    event.preventDefault();
+    return handle(event);
+  };
+  return h("form", { id, class: className, onsubmit }, ...children);
+}
+
 function dl(rows) {
   return h(
     "dl",
@@ -270,24 +297,20 @@ function signIn(message) {
     required: true,
     placeholder: "Bearer token",
   });
-  const form = h(
-    "form",
-    {
-      id: "sign-in",
-      class: "card sign-in",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const value = input.value.trim();
-        if (!value) return;
-        sessionStorage.setItem(TOKEN_KEY, value);
-        quiet();
-        await probe();
-        if (session.role === null) {
-          signIn(REFUSED);
-        } else {
-          await route();
-        }
-      },
+  const signInForm = form(
+    "sign-in",
+    "card sign-in",
+    async (event) => {
+      const value = input.value.trim();
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      quiet();
+      await probe();
+      if (session.role === null) {
+        signIn(REFUSED);
+      } else {
+        await route();
+      }
     },
     h("h1", null, "Sign in"),
     h(
@@ -301,7 +324,7 @@ function signIn(message) {
     h("button", { type: "submit" }, "Use this token"),
   );
   generation++;
-  show(form);
+  show(signInForm);
   input.focus();
 }
 
@@ -328,20 +351,16 @@ async function schedulesPage(params) {
     })}`,
   );
 
-  const filterForm = h(
-    "form",
-    {
-      id: "filters",
-      class: "toolbar",
-      onsubmit: (event) => {
-        event.preventDefault();
-        const data = new FormData(event.target);
-        const chosen = {};
-        for (const key of ["user_id", "workflow_id", "status", "health"]) {
-          chosen[key] = String(data.get(key) || "").trim();
-        }
-        location.hash = `#/schedules${query(chosen)}`;
-      },
+  const filterForm = form(
+    "filters",
+    "toolbar",
+    (event) => {
+      const data = new FormData(event.target);
+      const chosen = {};
+      for (const key of ["user_id", "workflow_id", "status", "health"]) {
+        chosen[key] = String(data.get(key) || "").trim();
+      }
+      location.hash = `#/schedules${query(chosen)}`;
     },
     field("User", h("input", { name: "user_id", value: filters.user_id, placeholder: "any" })),
     field(
@@ -369,16 +388,12 @@ async function schedulesPage(params) {
     link("#/schedules", "Clear"),
   );
   const idInput = h("input", { id: "find-id", name: "schedule_id", placeholder: "schedule id" });
-  const findForm = h(
-    "form",
-    {
-      id: "find",
-      class: "toolbar",
-      onsubmit: (event) => {
-        event.preventDefault();
-        const id = idInput.value.trim();
-        if (id) location.hash = scheduleHref(id);
-      },
+  const findForm = form(
+    "find",
+    "toolbar",
+    (event) => {
+      const id = idInput.value.trim();
+      if (id) location.hash = scheduleHref(id);
     },
     field("Open by id", idInput),
     h("button", { type: "submit" }, "Open"),
@@ -404,21 +419,10 @@ async function schedulesPage(params) {
       ),
     ),
   );
-  const table = h(
-    "table",
-    { id: "schedules", class: "grid" },
-    h(
-      "thead",
-      null,
-      h(
-        "tr",
-        null,
-        ["Schedule", "Workflow", "User", "Expression", "Status", "Health", "Last run", "Next fire"].map(
-          (t) => h("th", null, t),
-        ),
-      ),
-    ),
-    h("tbody", null, rows),
+  const table = grid(
+    { id: "schedules" },
+    ["Schedule", "Workflow", "User", "Expression", "Status", "Health", "Last run", "Next fire"],
+    rows,
   );
   const base = { ...filters };
   const pager = h(
@@ -584,19 +588,15 @@ async function schedulePage(id, params) {
   );
   const from = h("input", { name: "from", type: "datetime-local", step: 1, required: true });
   const to = h("input", { name: "to", type: "datetime-local", step: 1, required: true });
-  const backfill = h(
-    "form",
-    {
-      id: "backfill",
-      class: "toolbar",
-      onsubmit: (event) => {
-        event.preventDefault();
-        const asUtc = (v) => new Date(`${v.length === 16 ? `${v}:00` : v}Z`).toISOString();
-        act(event.submitter || event.target, async () => {
-          const r = await api("POST", `${path}/backfill`, { from: asUtc(from.value), to: asUtc(to.value) });
-          return `Backfill: ${r.ticks} ticks, ${r.created} created, ${r.revived} revived, ${r.existing} left as they were.`;
-        });
-      },
+  const backfill = form(
+    "backfill",
+    "toolbar",
+    (event) => {
+      const asUtc = (v) => new Date(`${v.length === 16 ? `${v}:00` : v}Z`).toISOString();
+      act(event.submitter || event.target, async () => {
+        const r = await api("POST", `${path}/backfill`, { from: asUtc(from.value), to: asUtc(to.value) });
+        return `Backfill: ${r.ticks} ticks, ${r.created} created, ${r.revived} revived, ${r.existing} left as they were.`;
+      });
     },
     field("Backfill from (UTC)", from),
     field("to (UTC)", to),
@@ -611,17 +611,10 @@ async function schedulePage(id, params) {
 
   // Next fire times.
   const next = s.next_fire_times.length
-    ? h(
-        "table",
-        { id: "next-fire-times", class: "grid compact" },
-        h("thead", null, h("tr", null, h("th", null, "UTC"), h("th", null, zone), h("th", null, ""))),
-        h(
-          "tbody",
-          null,
-          s.next_fire_times.map((t) =>
-            h("tr", null, h("td", null, utc(t)), h("td", null, inZone(t, zone)), h("td", { class: "muted" }, relative(t))),
-          ),
-        ),
+    ? grid(
+        { id: "next-fire-times", class: "compact" },
+        ["UTC", zone, ""],
+        fireRows(s.next_fire_times.map((t) => [t, inZone(t, zone)])),
       )
     : h("p", { class: "muted" }, `None: the schedule is ${s.status}.`);
 
@@ -688,21 +681,10 @@ async function schedulePage(id, params) {
     ),
   );
   const runsTable = history.runs.length
-    ? h(
-        "table",
-        { id: "runs", class: "grid" },
-        h(
-          "thead",
-          null,
-          h(
-            "tr",
-            null,
-            ["Tick (UTC)", "Status", "Trigger", "Reason", "Attempts", "Error", "Launched", "Finished"].map((t) =>
-              h("th", null, t),
-            ),
-          ),
-        ),
-        h("tbody", null, runRows),
+    ? grid(
+        { id: "runs" },
+        ["Tick (UTC)", "Status", "Trigger", "Reason", "Attempts", "Error", "Launched", "Finished"],
+        runRows,
       )
     : h("p", { class: "muted" }, "No runs.");
   const runsPager = h(
@@ -774,27 +756,18 @@ async function fleetPage() {
       h("div", { class: `figure ${kind}` }, h("div", { class: "label" }, label), h("div", { class: "value" }, value)),
     ),
   );
-  const nodes = h(
-    "table",
-    { id: "nodes", class: "grid" },
-    h(
-      "thead",
-      null,
-      h("tr", null, ["Node", "Role", "Version", "Started", "Last seen"].map((t) => h("th", null, t))),
-    ),
-    h(
-      "tbody",
-      null,
-      st.nodes.map((n) =>
-        h(
-          "tr",
-          null,
-          h("td", null, n.node_id, n.node_id === st.node_id ? h("span", { class: "muted" }, " (answered)") : null),
-          h("td", null, badge(n.role, "role")),
-          h("td", null, n.version),
-          h("td", null, utc(n.started_at)),
-          h("td", null, utc(n.last_seen_at), h("span", { class: "muted" }, ` ${relative(n.last_seen_at)}`)),
-        ),
+  const nodes = grid(
+    { id: "nodes" },
+    ["Node", "Role", "Version", "Started", "Last seen"],
+    st.nodes.map((n) =>
+      h(
+        "tr",
+        null,
+        h("td", null, n.node_id, n.node_id === st.node_id ? h("span", { class: "muted" }, " (answered)") : null),
+        h("td", null, badge(n.role, "role")),
+        h("td", null, n.version),
+        h("td", null, utc(n.started_at)),
+        h("td", null, utc(n.last_seen_at), h("span", { class: "muted" }, ` ${relative(n.last_seen_at)}`)),
       ),
     ),
   );
@@ -837,19 +810,15 @@ async function cronPage(params) {
   });
   const zoneInput = h("input", { id: "cron-tz", name: "tz", value: zone, size: 22 });
   const countInput = h("input", { name: "count", type: "number", min: 1, max: 100, value: count });
-  const form = h(
-    "form",
-    {
-      id: "playground",
-      class: "toolbar",
-      onsubmit: (event) => {
-        event.preventDefault();
-        location.hash = `#/cron${query({
-          expr: exprInput.value.trim(),
-          tz: zoneInput.value.trim(),
-          count: countInput.value,
-        })}`;
-      },
+  const playground = form(
+    "playground",
+    "toolbar",
+    (event) => {
+      location.hash = `#/cron${query({
+        expr: exprInput.value.trim(),
+        tz: zoneInput.value.trim(),
+        count: countInput.value,
+      })}`;
     },
     field("Expression (5 or 6 fields)", exprInput),
     field("Time zone", zoneInput),
@@ -868,23 +837,10 @@ async function cronPage(params) {
         "div",
         { id: "preview" },
         h("p", { class: "describe" }, p.description, h("span", { class: "muted" }, ` (${p.timezone})`)),
-        h(
-          "table",
-          { class: "grid compact" },
-          h("thead", null, h("tr", null, h("th", null, "UTC"), h("th", null, p.timezone), h("th", null, ""))),
-          h(
-            "tbody",
-            null,
-            p.next.map((t) =>
-              h(
-                "tr",
-                null,
-                h("td", null, utc(t.utc)),
-                h("td", null, t.local.replace("T", " ")),
-                h("td", { class: "muted" }, relative(t.utc)),
-              ),
-            ),
-          ),
+        grid(
+          { class: "compact" },
+          ["UTC", p.timezone, ""],
+          fireRows(p.next.map((t) => [t.utc, t.local.replace("T", " ")])),
         ),
       );
     } catch (e) {
@@ -892,7 +848,7 @@ async function cronPage(params) {
       out = h("p", { id: "preview-error", class: "error" }, problem(e));
     }
   }
-  return h("div", null, h("h1", null, "Cron playground"), form, out);
+  return h("div", null, h("h1", null, "Cron playground"), playground, out);
 }
 
 // ---------------------------------------------------------------- routing

@@ -144,6 +144,13 @@ async fn seed_history(app: &TestApp, schedule: &Value) -> usize {
     n
 }
 
+/// The expression in words, as the API says it.
+async fn description(app: &TestApp, cron_expr: &str, timezone: &str) -> String {
+    let body = json!({"cron_expr": cron_expr, "timezone": timezone});
+    let preview = call(app, Some(ADMIN), Method::POST, "/cron/preview", Some(body)).await;
+    preview.body["description"].as_str().unwrap().to_owned()
+}
+
 async fn upsert(app: &TestApp, body: Value) -> Value {
     let answer = call(
         app,
@@ -267,16 +274,8 @@ async fn the_console_in_a_real_browser() {
     let zone_column = browser.text_of("#next-fire-times").await;
     assert!(zone_column.contains("GMT"), "{zone_column}");
     let described = browser.text_of("#description").await;
-    let preview = call(
-        &app,
-        Some(ALICE),
-        Method::POST,
-        "/cron/preview",
-        Some(json!({"cron_expr": "0 30 6 * * MON-FRI", "timezone": "Europe/London"})),
-    )
-    .await;
-    let words = preview.body["description"].as_str().unwrap();
-    assert!(described.starts_with(words), "{described:?} / {words:?}");
+    let words = description(&app, "0 30 6 * * MON-FRI", "Europe/London").await;
+    assert!(described.starts_with(&words), "{described:?} / {words:?}");
     let strip = browser
         .read_all("#ticks .tick", Read::Attribute("data-status"))
         .await;
@@ -402,16 +401,8 @@ async fn the_console_in_a_real_browser() {
         .await;
     browser.wait("#preview").await;
     let shown = browser.text_of("#preview .describe").await;
-    let preview = call(
-        &app,
-        Some(ADMIN),
-        Method::POST,
-        "/cron/preview",
-        Some(json!({"cron_expr": "0 0 9 * * MON", "timezone": "America/New_York"})),
-    )
-    .await;
-    let words = preview.body["description"].as_str().unwrap();
-    assert!(shown.starts_with(words), "{shown:?} / {words:?}");
+    let words = description(&app, "0 0 9 * * MON", "America/New_York").await;
+    assert!(shown.starts_with(&words), "{shown:?} / {words:?}");
     assert_eq!(browser.find_all("#preview tbody tr").await.len(), 5);
 
     // The page never tripped its own Content-Security-Policy (an inline script or style

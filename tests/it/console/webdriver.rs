@@ -10,6 +10,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -24,11 +25,15 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const INSTALL: &str = "the console's browser test needs Debian's `chromium` and \
      `chromium-driver` (apt-get install -y chromium chromium-driver; .ci/run installs them)";
 
-/// A chromedriver process on a free local port, killed when dropped.
+/// A chromedriver process on a free local port, in a process group of its own with the
+/// browsers it starts, and a temporary folder for everything they write (profiles, sockets:
+/// `TMPDIR`). Dropped, it ends the group (asking first) and removes the folder, so a
+/// failed test leaves no browser running and nothing in `/tmp`.
 pub struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
+    _scratch: tempfile::TempDir,
 }
 
 /// One browser (a WebDriver session), closed by [`Session::close`].
@@ -74,8 +79,14 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let scratch = tempfile::Builder::new()
+            .prefix("console-browser-")
+            .tempdir()
+            .expect("a temporary folder for the browser");
         let child = Command::new(&program)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", scratch.path())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -85,6 +96,7 @@ impl Driver {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            _scratch: scratch,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -148,7 +160,19 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        use nix::{sys::signal::Signal, unistd::Pid};
+        let group = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+        let _ = nix::sys::signal::killpg(group, Signal::SIGTERM);
+        // A browser takes a moment to close; its folder is removed once it has.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let _ = self.child.try_wait();
+            if nix::sys::signal::killpg(group, None).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }

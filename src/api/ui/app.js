@@ -24,6 +24,8 @@ const notice = document.getElementById("notice");
 const session = { role: undefined };
 let generation = 0;
 let timer = null;
+/** What an action says, shown once the page it leads to is drawn. */
+let afterwards = null;
 
 // ---------------------------------------------------------------- DOM, as text only
 
@@ -231,14 +233,15 @@ function problem(e) {
   return `${e.message}${where}`;
 }
 
-/** Runs an action of a button: disabled meanwhile; the page is drawn again after it. */
-async function act(button, work, done) {
+/** Runs an action of a button, disabled meanwhile. Then the page is drawn again (or the
+ * console goes to `next`), and only then does it say what happened: a message on the
+ * screen is about the page on the screen. */
+async function act(button, work, next) {
   button.disabled = true;
   try {
-    const message = await work();
-    say(message, "ok");
-    if (done) done();
-    else await route();
+    afterwards = { text: await work(), kind: "ok" };
+    if (next) location.hash = next;
+    else await route({ keepNotice: false });
   } catch (e) {
     if (e.status === 401) return signIn(REFUSED);
     say(problem(e), "error");
@@ -566,9 +569,7 @@ async function schedulePage(id, params) {
                 await api("DELETE", path);
                 return `Deleted ${s.schedule_id}.`;
               },
-              () => {
-                location.hash = "#/schedules";
-              },
+              "#/schedules",
             ),
         },
         "Yes, delete",
@@ -772,7 +773,7 @@ async function fleetPage() {
     ),
   );
   timer = setTimeout(() => {
-    if (location.hash.startsWith("#/fleet")) route();
+    if (location.hash.startsWith("#/fleet")) route({ keepNotice: true });
   }, FLEET_REFRESH_MS);
   return h(
     "div",
@@ -861,7 +862,9 @@ function parseHash() {
   return { path, params };
 }
 
-async function route() {
+/** Draws the page the address names. A page drawn anew by the user (not a refresh) clears
+ * the message line, or shows what the action that led there said. */
+async function route({ keepNotice } = { keepNotice: false }) {
   const gen = ++generation;
   if (timer) clearTimeout(timer);
   timer = null;
@@ -881,14 +884,23 @@ async function route() {
   else page = async () => h("p", null, "No such page. ", link("#/schedules", "Schedules"));
   try {
     const node = await page();
-    if (gen === generation) show(node);
+    if (gen !== generation) return;
+    show(node);
+    settle(keepNotice);
   } catch (e) {
     if (gen !== generation) return;
     if (e.status === 401) return signIn(REFUSED);
     const hint =
       e.status === 403 ? " This token may not see it." : e.status === 404 ? " (or not yours to see)" : "";
     show(h("div", { class: "card" }, h("p", { id: "page-error", class: "error" }, problem(e), hint)));
+    settle(keepNotice);
   }
+}
+
+function settle(keepNotice) {
+  if (afterwards) say(afterwards.text, afterwards.kind);
+  else if (!keepNotice) quiet();
+  afterwards = null;
 }
 
 document.getElementById("sign-out").addEventListener("click", () => {
@@ -897,8 +909,5 @@ document.getElementById("sign-out").addEventListener("click", () => {
   session.role = undefined;
   route();
 });
-window.addEventListener("hashchange", () => {
-  quiet();
-  route();
-});
+window.addEventListener("hashchange", () => route());
 route();

@@ -385,6 +385,9 @@ async fn the_console_in_a_real_browser() {
 
     // Delete, confirmed on the page first.
     browser.goto(&format!("{base}#/schedules/hostile")).await;
+    browser
+        .wait_until("#schedule-id", Read::Text, &["hostile"])
+        .await;
     browser.click("#delete").await;
     browser.click("#confirm-delete").await;
     browser

@@ -25,8 +25,10 @@
 //! data with [`Caller`].
 //!
 //! **Open paths.** `/health*` (never rate limited either), `/docs`, `/docs/*`,
-//! `/openapi.json` (the API's shape is not a secret), and `/metrics` unless
-//! `SCHEDULER_METRICS_PUBLIC=false`, in which case any valid token may read it.
+//! `/openapi.json` (the API's shape is not a secret), the console's static files (`/ui`,
+//! `/ui/*`: they hold no data; the console asks for a token and sends it with each API
+//! call), and `/metrics` unless `SCHEDULER_METRICS_PUBLIC=false`, in which case any valid
+//! token may read it.
 //!
 //! **Switching off.** Only explicitly (`SCHEDULER_AUTH=off`), or implicitly for the
 //! embedded default when no credential is configured (with a loud warning at start-up);
@@ -210,6 +212,7 @@ fn is_open(route: Option<&str>, metrics_public: bool) -> bool {
             || r == "/docs"
             || r.starts_with("/docs/")
             || (metrics_public && r == "/metrics")
+            || super::ui::is_console_route(r)
     })
 }
 
@@ -459,6 +462,8 @@ mod tests {
         assert!(!route_allows(None, &Role::Executor));
         assert!(is_health(Some("/health/ready")) && !is_health(Some("/healthz")));
         assert!(is_open(Some("/docs/{*rest}"), false));
+        assert!(is_open(Some("/ui"), false) && is_open(Some("/ui/app.js"), false));
+        assert!(!is_open(Some("/uix"), false));
         assert!(is_open(Some("/metrics"), true) && !is_open(Some("/metrics"), false));
     }
 }

@@ -1,5 +1,6 @@
 //! The REST API: one router per domain file, merged here with the layers every request
-//! goes through (body limit, timeout, panic guard, request span).
+//! goes through (body limit, timeout, panic guard, request span); and the web console
+//! (`/ui`, [`ui`]), a client of that API served from files embedded in the binary.
 
 pub mod auth;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod rate_limit;
 pub mod runs;
 pub mod schedules;
 pub mod server;
+pub mod ui;
 pub mod worker;
 pub mod workflows;
 
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .merge(worker::router())
         .merge(health::router())
         .merge(observe::router())
+        .merge(ui::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod console;
 mod ctl;
 mod dashboards;
 mod embedded_default;

@@ -386,13 +386,15 @@ async fn missing_or_wrong_credentials_are_401_and_open_paths_stay_open() {
     req = req.json(&schedule("x", "alice"));
     assert_eq!(req.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
-    // Open without a token: health, the API description, its UI.
+    // Open without a token: health, the API description, its UI, the console's files.
     for path in [
         "/health",
         "/health/live",
         "/health/ready",
         "/openapi.json",
         "/docs/",
+        "/ui",
+        "/ui/app.js",
     ] {
         let status = app.http.get(app.url(path)).send().await.unwrap().status();
         assert_eq!(status, StatusCode::OK, "{path}");

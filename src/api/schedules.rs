@@ -17,7 +17,7 @@ use super::{
     extract::{JsonBody, PathParams, QueryParams, parse_limit, parse_param},
 };
 use crate::schedules::{
-    Schedule, ScheduleHealth,
+    Schedule, ScheduleHealth, ScheduleStatus,
     model::{ScheduleId, ScheduleRequest},
     store::{self, ListFilter},
 };
@@ -112,6 +112,10 @@ pub struct ListQuery {
     /// Only paused (`true`) or unpaused (`false`) schedules.
     #[param(value_type = bool, required = false)]
     paused: Option<String>,
+    /// Only schedules in this state: `active`, `paused` (and not completed) or `completed`
+    /// (no tick left).
+    #[param(value_type = Option<ScheduleStatus>, required = false)]
+    status: Option<String>,
     /// Only schedules of this health. A page then examines at most 2,000 schedules, so it
     /// may hold fewer than `limit` (none, even) and still have a `next_cursor`.
     #[param(value_type = Option<ScheduleHealth>, required = false)]
@@ -153,6 +157,31 @@ pub async fn list_schedules(
     let health = parse_param(q.health.as_deref(), "health", "ok, late or failing", |v| {
         v.parse::<ScheduleHealth>().ok()
     })?;
+    let status = parse_param(
+        q.status.as_deref(),
+        "status",
+        "active, paused or completed",
+        |v| v.parse::<ScheduleStatus>().ok(),
+    )?;
+    // A state is a pair of conditions: paused or not, and whether a tick is left.
+    let (paused, completed) = match status {
+        None => (paused, None),
+        Some(ScheduleStatus::Completed) => (paused, Some(true)),
+        Some(ScheduleStatus::Paused) if paused == Some(false) => {
+            return Err(ApiError::invalid(
+                "status",
+                "status=paused contradicts paused=false",
+            ));
+        }
+        Some(ScheduleStatus::Active) if paused == Some(true) => {
+            return Err(ApiError::invalid(
+                "status",
+                "status=active contradicts paused=true",
+            ));
+        }
+        Some(ScheduleStatus::Paused) => (Some(true), Some(false)),
+        Some(ScheduleStatus::Active) => (Some(false), Some(false)),
+    };
     let limit = parse_limit(q.limit.as_deref(), 100, 1000)?;
     let after = match q.cursor {
         Some(c) => Some(
@@ -188,6 +217,7 @@ pub async fn list_schedules(
         user_id,
         workflow_id: q.workflow_id,
         paused,
+        completed,
         health,
         after,
         limit,

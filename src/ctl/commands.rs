@@ -67,6 +67,7 @@ async fn schedules(
             user,
             workflow,
             paused,
+            status,
             health,
             limit,
         } => {
@@ -79,6 +80,9 @@ async fn schedules(
             }
             if let Some(p) = paused {
                 query.push(("paused", p.to_string()));
+            }
+            if let Some(s) = status {
+                query.push(("status", s));
             }
             if let Some(h) = health {
                 query.push(("health", h));

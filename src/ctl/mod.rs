@@ -79,6 +79,9 @@ pub enum SchedulesCommand {
         /// Only paused (`true`) or unpaused (`false`) schedules.
         #[arg(long)]
         paused: Option<bool>,
+        /// Only schedules in this state.
+        #[arg(long, value_parser = ["active", "paused", "completed"])]
+        status: Option<String>,
         /// Only schedules of this health.
         #[arg(long, value_parser = ["ok", "late", "failing"])]
         health: Option<String>,

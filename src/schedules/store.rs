@@ -333,6 +333,8 @@ pub struct ListFilter {
     pub user_id: Option<String>,
     pub workflow_id: Option<String>,
     pub paused: Option<bool>,
+    /// `true`: only `completed` schedules (no tick left); `false`: only those with one.
+    pub completed: Option<bool>,
     pub health: Option<ScheduleHealth>,
     /// Exclusive: schedules with a larger id than this.
     pub after: Option<String>,
@@ -354,7 +356,9 @@ pub async fn list(
     const MATCHING: &str = "($1::text is null or user_id = $1) \
            and ($2::text is null or workflow_id = $2) \
            and ($3::bool is null or paused = $3) \
-           and ($4::text is null or schedule_id > $4)";
+           and ($4::text is null or schedule_id > $4) \
+           and ($6::bool is null \
+                or (next_due_at is null or coalesce(end_at < now(), false)) = $6)";
     let limit = filter.limit as usize;
     let Some(health) = filter.health else {
         let rows = sqlx::query_as::<_, ScheduleRow>(&format!(
@@ -366,6 +370,7 @@ pub async fn list(
         .bind(filter.paused)
         .bind(&filter.after)
         .bind(i64::from(filter.limit) + 1)
+        .bind(filter.completed)
         .fetch_all(pool)
         .await?;
         let has_more = rows.len() > limit;
@@ -383,6 +388,7 @@ pub async fn list(
     .bind(filter.paused)
     .bind(&filter.after)
     .bind(HEALTH_SCAN)
+    .bind(filter.completed)
     .fetch_all(pool)
     .await?;
     let rows = sqlx::query_as::<_, ScheduleRow>(&format!(

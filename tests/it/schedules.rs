@@ -368,3 +368,53 @@ async fn a_schedule_for_an_unstored_workflow_version_is_accepted_with_a_warning(
     assert_eq!(now["warnings"], json!([]), "{now}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn list_filters_by_status() {
+    let app = TestApp::spawn().await;
+    app.create_schedule(json!({"schedule_id": "a"})).await;
+    app.create_schedule(json!({"schedule_id": "p", "paused": true}))
+        .await;
+    app.create_schedule(json!({"schedule_id": "c"})).await;
+    app.create_schedule(json!({"schedule_id": "cp", "paused": true}))
+        .await;
+    // Completed: no tick left (as the leader leaves a schedule past its end).
+    sqlx::query("update schedules set next_due_at = null where schedule_id in ('c', 'cp')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let ids = |body: &Value| -> Vec<String> {
+        body["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["schedule_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("status=active", vec!["a"]),
+        ("status=paused", vec!["p"]),
+        ("status=completed", vec!["c", "cp"]),
+        ("status=completed&paused=true", vec!["cp"]),
+        ("paused=true", vec!["cp", "p"]),
+    ] {
+        let (status, body) = app.get(&format!("/schedules?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(ids(&body), expected, "{query}");
+        for s in body["schedules"].as_array().unwrap() {
+            if let Some(want) = query.strip_prefix("status=") {
+                assert_eq!(s["status"], want.split('&').next().unwrap(), "{query}");
+            }
+        }
+    }
+    for bad in [
+        "status=done",
+        "status=paused&paused=false",
+        "status=active&paused=true",
+    ] {
+        let (status, body) = app.get(&format!("/schedules?{bad}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(body["error"]["field"], "status", "{bad}");
+    }
+    app.stop().await;
+}

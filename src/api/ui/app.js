@@ -347,7 +347,7 @@ async function schedulesPage(params) {
     `/schedules${query({
       user_id: filters.user_id,
       workflow_id: filters.workflow_id,
-      paused: status === "paused" ? "true" : status === "active" ? "false" : "",
+      status,
       health: filters.health,
       limit: PAGE_SIZE,
       cursor,
@@ -374,8 +374,9 @@ async function schedulesPage(params) {
       "Status",
       select("status", status, [
         ["", "any"],
-        ["active", "not paused"],
+        ["active", "active"],
         ["paused", "paused"],
+        ["completed", "completed"],
       ]),
     ),
     field(

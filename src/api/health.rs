@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::kinds::{CatchupPolicy, OverlapPolicy};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,6 +31,24 @@ pub struct Health {
     /// The IANA time zone database this binary computes with (e.g. `2025b`).
     #[schema(example = "2025b")]
     pub tzdb_version: &'static str,
+    /// What a schedule gets for an omitted policy (`SCHEDULER_DEFAULT_*_POLICY`), so a
+    /// client can tell what an upsert will store (`cron-scheduler ctl schedules apply`).
+    pub schedule_defaults: ScheduleDefaults,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleDefaults {
+    pub overlap_policy: OverlapPolicy,
+    pub catchup_policy: CatchupPolicy,
+}
+
+impl ScheduleDefaults {
+    fn of(state: &AppState) -> Self {
+        Self {
+            overlap_policy: state.config.default_overlap_policy,
+            catchup_policy: state.config.default_catchup_policy,
+        }
+    }
 }
 
 /// Liveness: the process serves HTTP.
@@ -41,6 +60,7 @@ pub async fn live(State(state): State<AppState>) -> Json<Health> {
         node_id: state.config.node_id.clone(),
         version: crate::VERSION,
         tzdb_version: crate::schedules::spec::TZDB_VERSION,
+        schedule_defaults: ScheduleDefaults::of(&state),
     })
 }
 
@@ -68,6 +88,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             node_id: state.config.node_id.clone(),
             version: crate::VERSION,
             tzdb_version: crate::schedules::spec::TZDB_VERSION,
+            schedule_defaults: ScheduleDefaults::of(&state),
         }),
     )
 }

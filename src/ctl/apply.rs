@@ -125,10 +125,28 @@ impl Report {
 
 /// The defaults the server fills in for a field a file omits. Timezone, jitter, bounds
 /// and `paused` have fixed ones; the policies come from the fleet's configuration, which
-/// the API does not expose, so they are read from the same variables
-/// (`SCHEDULER_DEFAULT_OVERLAP_POLICY`, `SCHEDULER_DEFAULT_CATCHUP_POLICY`) with the same
-/// built-in values. A write that shows the fleet differs prints a warning.
-pub fn server_defaults() -> Result<Defaults, Failure> {
+/// `GET /health` publishes (`schedule_defaults`). A server too old to say is assumed to
+/// use [`local_defaults`]. A write that shows the fleet differs prints a warning.
+pub async fn server_defaults(client: &Client) -> Result<Defaults, Failure> {
+    let health = client.get("/health", &[]).await?;
+    let published = &health["schedule_defaults"];
+    let policy = |key: &str| published[key].as_str().map(str::to_owned);
+    match (policy("overlap_policy"), policy("catchup_policy")) {
+        (Some(overlap), Some(catchup)) => Ok(Defaults {
+            overlap_policy: overlap.parse().map_err(|e: String| {
+                Failure::input(format!("the server's default overlap_policy: {e}"))
+            })?,
+            catchup_policy: catchup.parse().map_err(|e: String| {
+                Failure::input(format!("the server's default catchup_policy: {e}"))
+            })?,
+        }),
+        _ => local_defaults(),
+    }
+}
+
+/// The policies' defaults read from this process's `SCHEDULER_DEFAULT_OVERLAP_POLICY` and
+/// `SCHEDULER_DEFAULT_CATCHUP_POLICY` (the service's built-in values when unset).
+pub fn local_defaults() -> Result<Defaults, Failure> {
     const KEYS: [&str; 2] = [
         "SCHEDULER_DEFAULT_OVERLAP_POLICY",
         "SCHEDULER_DEFAULT_CATCHUP_POLICY",
@@ -204,7 +222,7 @@ pub async fn run(
     dry_run: bool,
     prune: bool,
 ) -> Result<(), Failure> {
-    let defaults = server_defaults()?;
+    let defaults = server_defaults(client).await?;
     let files = files::schedule_files(paths)?;
     let wanted = files::load(&files, defaults)?;
 

@@ -678,3 +678,44 @@ async fn an_unreachable_server_is_exit_1() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The fleet's default policies come from the server (`GET /health`), not from the CLI's
+/// environment: a file that omits them stays unchanged on a second apply against a fleet
+/// whose defaults are not the built-in ones.
+#[tokio::test]
+async fn apply_takes_the_fleets_default_policies_from_the_server() {
+    use cron_scheduler::kinds::{CatchupPolicy, OverlapPolicy};
+    let app = TestApp::spawn_with(|c| {
+        c.default_overlap_policy = OverlapPolicy::Allow;
+        c.default_catchup_policy = CatchupPolicy::None;
+    })
+    .await;
+    let (_, health) = app.get("/health").await;
+    assert_eq!(
+        health["schedule_defaults"],
+        json!({"overlap_policy": "allow", "catchup_policy": "none"})
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "plain.yaml",
+        "schedule_id: plain\nworkflow_id: wf\nversion: 1\nuser_id: alice\ncron_expr: '0 * * * *'\n",
+    );
+    let folder = dir.path().to_str().unwrap();
+    let first = ctl(&app, &["schedules", "apply", "-f", folder, "-o", "json"])
+        .await
+        .ok();
+    assert_eq!(actions(&first.json()), pairs(&[("plain", "created")]));
+    assert!(
+        !first.stderr.contains("the server stored"),
+        "no surprise in what was stored: {}",
+        first.stderr
+    );
+    let again = ctl(&app, &["schedules", "apply", "-f", folder, "-o", "json"])
+        .await
+        .ok();
+    assert_eq!(actions(&again.json()), pairs(&[("plain", "unchanged")]));
+    let (_, stored) = app.get("/schedules/plain").await;
+    assert_eq!(stored["overlap_policy"], "allow");
+    app.stop().await;
+}

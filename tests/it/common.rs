@@ -247,6 +247,16 @@ impl Drop for TestApp {
 }
 
 /// Shallow merge of JSON objects.
+/// The `schedule_id`s of a `GET /schedules` page, in its order.
+pub fn schedule_ids(page: &Value) -> Vec<String> {
+    page["schedules"]
+        .as_array()
+        .expect("a page of schedules")
+        .iter()
+        .map(|s| s["schedule_id"].as_str().expect("schedule_id").to_owned())
+        .collect()
+}
+
 pub fn merge(base: &mut Value, overrides: Value) {
     if let (Some(b), Value::Object(o)) = (base.as_object_mut(), overrides) {
         for (k, v) in o {

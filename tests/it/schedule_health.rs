@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    common::{TestApp, wait_for},
+    common::{TestApp, schedule_ids, wait_for},
     launcher::{Mock, launch_config},
 };
 
@@ -21,12 +21,7 @@ async fn health(app: &TestApp, id: &str) -> Value {
 async fn listed(app: &TestApp, filter: &str) -> Vec<String> {
     let (status, body) = app.get(&format!("/schedules?health={filter}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    body["schedules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["schedule_id"].as_str().unwrap().to_owned())
-        .collect()
+    schedule_ids(&body)
 }
 
 /// The gauge's value for `reason` on `/metrics`.
@@ -157,13 +152,7 @@ async fn a_health_filter_scans_in_bounded_pages() {
     let (_, second) = app
         .get(&format!("/schedules?health=late&limit=10&cursor={cursor}"))
         .await;
-    let ids: Vec<&str> = second["schedules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["schedule_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [format!("h{:06}", HEALTH_SCAN + 2)]);
+    assert_eq!(schedule_ids(&second), [format!("h{:06}", HEALTH_SCAN + 2)]);
     assert_eq!(second["next_cursor"], Value::Null);
     app.stop().await;
 }

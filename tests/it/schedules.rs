@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, insert_pending_run, run_status};
+use crate::common::{TestApp, insert_pending_run, run_status, schedule_ids};
 
 fn times(schedule: &Value) -> Vec<DateTime<Utc>> {
     schedule["next_fire_times"]
@@ -184,14 +184,7 @@ async fn list_filters_and_paginates_in_id_order() {
         )
         .await;
     }
-    let ids = |v: &Value| -> Vec<String> {
-        v["schedules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["schedule_id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let ids = schedule_ids;
     let (_, all) = app.get("/schedules").await;
     assert_eq!(ids(&all), ["a1", "a2", "a3", "b1", "b2"]);
     assert_eq!(all["next_cursor"], Value::Null);
@@ -383,14 +376,7 @@ async fn list_filters_by_status() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let ids = |body: &Value| -> Vec<String> {
-        body["schedules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["schedule_id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let ids = schedule_ids;
     for (query, expected) in [
         ("status=active", vec!["a"]),
         ("status=paused", vec!["p"]),

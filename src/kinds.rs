@@ -14,6 +14,17 @@ text_enum!(
 );
 
 text_enum!(
+    /// What a schedule's fixed-time tick does in a spring-forward gap (its wall time does
+    /// not exist that day): `shift` to the first instant after the gap, or `skip` it.
+    DstGap { Shift = "shift", Skip = "skip" }
+);
+text_enum!(
+    /// What a schedule's tick does in a fall-back fold (its wall time happens twice):
+    /// fire `once` (the first pass) or `twice`.
+    DstFold { Once = "once", Twice = "twice" }
+);
+
+text_enum!(
     /// Where a run is in its life: `pending` → `launching` → `running` → `succeeded` |
     /// `failed` | `timed_out`; or it ends `skipped`, `missed`, `cancelled` or
     /// `failed_launch` without running.

@@ -1017,3 +1017,205 @@ fn window_across_dst_fold_keeps_both_interval_passes() {
         ])
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-schedule DST policy (`dst_gap`, `dst_fold`)
+// ---------------------------------------------------------------------------------------
+
+use cron_scheduler::schedules::spec::{DstFold, DstGap, DstPolicy};
+
+/// Asserts the fire times in `[from, to)` under the policy.
+fn assert_policy_ticks(
+    expr: &str,
+    tz: &str,
+    gap: Option<DstGap>,
+    fold: Option<DstFold>,
+    (from, to): (&str, &str),
+    expected: &[&str],
+) {
+    let spec = spec(expr, tz).with_dst(DstPolicy { gap, fold });
+    let got: Vec<DateTime<Utc>> = spec.iter_from(t(from)).take_while(|x| *x < t(to)).collect();
+    let want: Vec<DateTime<Utc>> = expected.iter().map(|s| t(s)).collect();
+    assert_eq!(got, want, "{expr:?} in {tz}, gap {gap:?}, fold {fold:?}");
+}
+
+#[test]
+fn dst_gap_policy_for_a_fixed_time_tick() {
+    let ny = ("2026-03-07T00:00:00Z", "2026-03-10T00:00:00Z");
+    // 02:30 does not exist in New York on 2026-03-08.
+    for gap in [None, Some(DstGap::Shift)] {
+        assert_policy_ticks(
+            "30 2 * * *",
+            "America/New_York",
+            gap,
+            None,
+            ny,
+            &[
+                "2026-03-07T07:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-09T06:30:00Z",
+            ],
+        );
+    }
+    assert_policy_ticks(
+        "30 2 * * *",
+        "America/New_York",
+        Some(DstGap::Skip),
+        None,
+        ny,
+        &["2026-03-07T07:30:00Z", "2026-03-09T06:30:00Z"],
+    );
+    // Lord Howe: local 02:00-02:30 is missing on 2026-10-04 (a 30-minute shift).
+    let lh = ("2026-10-02T00:00:00Z", "2026-10-05T00:00:00Z");
+    assert_policy_ticks(
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        None,
+        None,
+        lh,
+        &[
+            "2026-10-02T15:45:00Z",
+            "2026-10-03T15:30:00Z",
+            "2026-10-04T15:15:00Z",
+        ],
+    );
+    assert_policy_ticks(
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        Some(DstGap::Skip),
+        None,
+        lh,
+        &["2026-10-02T15:45:00Z", "2026-10-04T15:15:00Z"],
+    );
+}
+
+#[test]
+fn dst_fold_policy_for_a_fixed_time_tick() {
+    // 01:30 happens twice in New York on 2026-11-01: 05:30Z (EDT) and 06:30Z (EST).
+    let ny = ("2026-10-31T12:00:00Z", "2026-11-02T12:00:00Z");
+    for fold in [None, Some(DstFold::Once)] {
+        assert_policy_ticks(
+            "30 1 * * *",
+            "America/New_York",
+            None,
+            fold,
+            ny,
+            &["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"],
+        );
+    }
+    assert_policy_ticks(
+        "30 1 * * *",
+        "America/New_York",
+        None,
+        Some(DstFold::Twice),
+        ny,
+        &[
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T06:30:00Z",
+            "2026-11-02T06:30:00Z",
+        ],
+    );
+    // Lord Howe: local 01:30-02:00 happens twice on 2026-04-05 (+11:00, then +10:30).
+    assert_policy_ticks(
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        None,
+        Some(DstFold::Twice),
+        ("2026-04-04T00:00:00Z", "2026-04-05T00:00:00Z"),
+        &["2026-04-04T14:45:00Z", "2026-04-04T15:15:00Z"],
+    );
+    assert_policy_ticks(
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        None,
+        None,
+        ("2026-04-04T00:00:00Z", "2026-04-05T00:00:00Z"),
+        &["2026-04-04T14:45:00Z"],
+    );
+}
+
+#[test]
+fn dst_policy_for_interval_ticks() {
+    // Today's rules: both passes of a fold fire; `once` keeps the first pass only.
+    let fold = ("2026-11-01T05:00:00Z", "2026-11-01T07:30:00Z");
+    assert_policy_ticks(
+        "*/30 * * * *",
+        "America/New_York",
+        None,
+        None,
+        fold,
+        &[
+            "2026-11-01T05:00:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T06:00:00Z",
+            "2026-11-01T06:30:00Z",
+            "2026-11-01T07:00:00Z",
+        ],
+    );
+    assert_policy_ticks(
+        "*/30 * * * *",
+        "America/New_York",
+        None,
+        Some(DstFold::Once),
+        fold,
+        &[
+            "2026-11-01T05:00:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T07:00:00Z",
+        ],
+    );
+    // Lord Howe's 30-minute fold: 01:30, 01:40, 01:50 fire once under `once`.
+    assert_policy_ticks(
+        "*/10 1 * * *",
+        "Australia/Lord_Howe",
+        None,
+        Some(DstFold::Once),
+        ("2026-04-04T14:25:00Z", "2026-04-04T15:35:00Z"),
+        &[
+            "2026-04-04T14:30:00Z",
+            "2026-04-04T14:40:00Z",
+            "2026-04-04T14:50:00Z",
+        ],
+    );
+    // Today's rules skip 02:15 and 02:45 in New York's gap; `shift` fires them once, at
+    // the first instant after the gap (03:00 EDT, 07:00Z).
+    let gap = ("2026-03-08T06:00:00Z", "2026-03-08T07:30:00Z");
+    assert_policy_ticks(
+        "15,45 * * * *",
+        "America/New_York",
+        None,
+        None,
+        gap,
+        &[
+            "2026-03-08T06:15:00Z",
+            "2026-03-08T06:45:00Z",
+            "2026-03-08T07:15:00Z",
+        ],
+    );
+    assert_policy_ticks(
+        "15,45 * * * *",
+        "America/New_York",
+        Some(DstGap::Shift),
+        None,
+        gap,
+        &[
+            "2026-03-08T06:15:00Z",
+            "2026-03-08T06:45:00Z",
+            "2026-03-08T07:00:00Z",
+            "2026-03-08T07:15:00Z",
+        ],
+    );
+    // A gap tick that lands on a tick already there is one tick.
+    assert_policy_ticks(
+        "*/30 * * * *",
+        "America/New_York",
+        Some(DstGap::Shift),
+        None,
+        gap,
+        &[
+            "2026-03-08T06:00:00Z",
+            "2026-03-08T06:30:00Z",
+            "2026-03-08T07:00:00Z",
+        ],
+    );
+}

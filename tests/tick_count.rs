@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use cron_scheduler::schedules::{
     CronSpec, TickCount, Window,
     count::{MAX_DAYS, count_ticks, last_ticks_before, last_ticks_before_with_steps},
+    spec::{DstFold, DstGap, DstPolicy},
 };
 use proptest::{
     prelude::*,
@@ -410,6 +411,15 @@ struct Case {
     bounds: (Option<i64>, Option<i64>),
     budget: usize,
     n: usize,
+    /// `dst_gap` and `dst_fold`: 0 unset, 1 `shift` / `once`, 2 `skip` / `twice`.
+    dst: (u8, u8),
+}
+
+fn policy(dst: (u8, u8)) -> DstPolicy {
+    DstPolicy {
+        gap: [None, Some(DstGap::Shift), Some(DstGap::Skip)][usize::from(dst.0)],
+        fold: [None, Some(DstFold::Once), Some(DstFold::Twice)][usize::from(dst.1)],
+    }
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -432,9 +442,10 @@ fn case() -> impl Strategy<Value = Case> {
         (start_at, end_at),
         prop::sample::select(vec![0, 0, 1, 7, 60, 10_000]),
         0..12usize,
+        prop_oneof![2 => Just((0u8, 0u8)), 3 => (0..3u8, 0..3u8)],
     )
         .prop_map(
-            |(expr, tz, (seed, from_ms, len_s), bounds, budget, n)| Case {
+            |(expr, tz, (seed, from_ms, len_s), bounds, budget, n, dst)| Case {
                 expr,
                 tz,
                 seed,
@@ -443,6 +454,7 @@ fn case() -> impl Strategy<Value = Case> {
                 bounds,
                 budget,
                 n,
+                dst,
             },
         )
 }
@@ -451,6 +463,7 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     let Ok(spec) = CronSpec::parse(&c.expr, c.tz) else {
         return Ok(());
     };
+    let spec = spec.with_dst(policy(c.dst));
     let seed = t("2020-01-01T00:00:00Z") + TimeDelta::seconds(c.seed);
     let anchor = next_transition(spec.timezone(), seed).unwrap_or(seed);
     let from = anchor + TimeDelta::milliseconds(c.from_ms);

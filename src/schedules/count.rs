@@ -39,7 +39,10 @@ use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::{CronPattern, Weekday};
 
-use super::{CronSpec, Window};
+use super::{
+    CronSpec, Window,
+    spec::{DstFold, DstGap, DstPolicy},
+};
 
 /// Most local days the arithmetic counts in one call; beyond, the count is a lower bound.
 pub const MAX_DAYS: i64 = 800;
@@ -290,6 +293,7 @@ struct Calendar<'a> {
     /// The time of day of a fixed-time expression, in seconds.
     fixed: Option<i64>,
     times: TimesOfDay,
+    dst: DstPolicy,
 }
 
 /// A fixed-time tick that falls in a spring-forward gap.
@@ -309,6 +313,7 @@ impl<'a> Calendar<'a> {
             pattern,
             fixed: spec.fixed_time_of_day().map(i64::from),
             times: TimesOfDay::new(pattern),
+            dst: spec.dst(),
         }
     }
 
@@ -319,10 +324,15 @@ impl<'a> Calendar<'a> {
         let mut n = 0;
         // A fixed-time tick depends on the wall clock already reached before `first`
         // (fold: did it fire on the first pass? gap: which wall times were skipped?).
-        let mut a = match self.fixed {
-            Some(_) => first - CONTEXT,
-            None => first,
+        // So does an interval tick under a DST policy (was the wall time reached, was a
+        // gap skipped?).
+        let mut a = if self.fixed.is_some() || self.dst != DstPolicy::default() {
+            first - CONTEXT
+        } else {
+            first
         };
+        let skip_gap = self.dst.gap == Some(DstGap::Skip);
+        let shift_gap = self.dst.gap == Some(DstGap::Shift);
         // The highest wall clock time (local seconds, exclusive) reached so far.
         let mut wall_reached: Option<i64> = None;
         while a < end {
@@ -332,7 +342,22 @@ impl<'a> Calendar<'a> {
             let (wall_a, wall_b) = (a + offset, b + offset);
             match self.fixed {
                 None => {
-                    let from = wall_a.max(first + offset);
+                    // Under `shift`, the ticks of a gap are one tick at its end, unless
+                    // the end is a tick already.
+                    if let Some(gap_from) = wall_reached.filter(|w| *w < wall_a)
+                        && a >= first
+                        && shift_gap
+                        && self.count_times(gap_from, wall_a) > 0
+                        && self.count_times(wall_a, wall_a + 1) == 0
+                    {
+                        n += 1;
+                    }
+                    // Both passes of a fold fire, unless the policy says `once`.
+                    let from = match self.dst.fold {
+                        Some(DstFold::Once) => wall_a.max(wall_reached.unwrap_or(wall_a)),
+                        _ => wall_a,
+                    }
+                    .max(first + offset);
                     if from < wall_b {
                         n += self.count_times(from, wall_b);
                     }
@@ -343,14 +368,18 @@ impl<'a> Calendar<'a> {
                     {
                         match self.gap_tick(gap_from, wall_a, tod) {
                             GapTick::None => {}
-                            GapTick::Fires => n += 1,
+                            GapTick::Fires if !skip_gap => n += 1,
+                            GapTick::Fires => {}
                             GapTick::EndsIteration => return (n, false),
                         }
                     }
-                    // Wall times already reached fired on the first pass, if at all.
-                    let from = wall_a
-                        .max(wall_reached.unwrap_or(wall_a))
-                        .max(first + offset);
+                    // Wall times already reached fired on the first pass, if at all
+                    // (and fire again under `twice`).
+                    let from = match self.dst.fold {
+                        Some(DstFold::Twice) => wall_a,
+                        _ => wall_a.max(wall_reached.unwrap_or(wall_a)),
+                    }
+                    .max(first + offset);
                     if from < wall_b {
                         n += self.count_fixed(from, wall_b, tod);
                     }

@@ -13,8 +13,10 @@
 
 use std::{fmt, str::FromStr};
 
-use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
+
+pub use crate::kinds::{DstFold, DstGap};
 use croner::{
     Cron, CronPattern, JobType,
     parser::{CronParser, Seconds, Year},
@@ -177,11 +179,22 @@ pub struct SpecError {
     pub message: String,
 }
 
+/// A schedule's daylight-saving policy. A field left `None` keeps croner's rule for the
+/// tick's kind (module docs): a fixed-time tick shifts out of a gap and fires once in a
+/// fold; an interval tick is skipped in a gap and fires on both passes of a fold. A field
+/// that is set applies to every tick of the schedule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DstPolicy {
+    pub gap: Option<DstGap>,
+    pub fold: Option<DstFold>,
+}
+
 #[derive(Clone)]
 pub struct CronSpec {
     expr: String,
     cron: Cron,
     tz: Tz,
+    dst: DstPolicy,
 }
 
 impl fmt::Debug for CronSpec {
@@ -192,7 +205,7 @@ impl fmt::Debug for CronSpec {
 
 impl PartialEq for CronSpec {
     fn eq(&self, other: &Self) -> bool {
-        self.expr == other.expr && self.tz == other.tz
+        self.expr == other.expr && self.tz == other.tz && self.dst == other.dst
     }
 }
 
@@ -232,7 +245,19 @@ impl CronSpec {
             expr: expr.to_owned(),
             cron,
             tz,
+            dst: DstPolicy::default(),
         })
+    }
+
+    /// The same expression under the daylight-saving policy `dst`.
+    #[must_use]
+    pub fn with_dst(mut self, dst: DstPolicy) -> Self {
+        self.dst = dst;
+        self
+    }
+
+    pub fn dst(&self) -> DstPolicy {
+        self.dst
     }
 
     pub fn expr(&self) -> &str {
@@ -248,9 +273,99 @@ impl CronSpec {
         self.cron.describe()
     }
 
-    /// The first fire time at or after `t` (`inclusive`) or strictly after it.
-    /// `None` when the expression never matches again (`0 0 30 2 *`).
+    /// The first fire time at or after `t` (`inclusive`) or strictly after it, under the
+    /// schedule's DST policy. `None` when the expression never matches again
+    /// (`0 0 30 2 *`).
     pub fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        if self.dst == DstPolicy::default() {
+            return self.raw_next(t, inclusive);
+        }
+        let fixed = self.fixed_time_of_day();
+        // croner's ticks the policy drops: a fixed-time tick croner moved out of a gap
+        // (its wall time is not its time of day) under `skip`; the second pass of an
+        // interval tick in a fold under `once`. Each is a step within one gap or fold.
+        let dropped = |c: DateTime<Utc>| match fixed {
+            Some(tod) => {
+                self.dst.gap == Some(DstGap::Skip)
+                    && c.with_timezone(&self.tz).num_seconds_from_midnight() != tod
+            }
+            None => self.dst.fold == Some(DstFold::Once) && self.is_second_pass(c),
+        };
+        let mut found = self.raw_next(t, inclusive);
+        while let Some(c) = found.filter(|c| dropped(*c)) {
+            // A dropped second pass: the rest of the fold's second pass goes too, so look
+            // on from the fold's end in one step.
+            found = match fixed {
+                None => fold_end(self.tz, c).and_then(|e| self.raw_next(e, true)),
+                Some(_) => self.raw_next(c, false),
+            };
+        }
+        // Ticks the policy adds, before croner's next one.
+        let after_t = |c: &DateTime<Utc>| *c > t || (inclusive && *c == t);
+        let added = match fixed {
+            Some(tod) if self.dst.fold == Some(DstFold::Twice) => self.second_pass(t, tod),
+            None if self.dst.gap == Some(DstGap::Shift) => self.shifted_out_of_gap(t, inclusive),
+            _ => None,
+        }
+        .filter(after_t);
+        match (found, added) {
+            (Some(c), Some(a)) => Some(c.min(a)),
+            (c, a) => c.or(a),
+        }
+    }
+
+    /// Whether `c` is the second pass of a wall time that repeats (a fall-back fold).
+    fn is_second_pass(&self, c: DateTime<Utc>) -> bool {
+        let wall = c.with_timezone(&self.tz).naive_local();
+        matches!(self.tz.from_local_datetime(&wall),
+            LocalResult::Ambiguous(_, second) if second.with_timezone(&Utc) == c)
+    }
+
+    /// The earliest second pass at or after `t` of a fixed-time tick (time of day `tod`)
+    /// whose wall time repeats, on `t`'s local day or the day before (a fold is shorter
+    /// than a day), if its first pass is a tick.
+    fn second_pass(&self, t: DateTime<Utc>, tod: u32) -> Option<DateTime<Utc>> {
+        let today = t.with_timezone(&self.tz).date_naive();
+        [today.pred_opt()?, today]
+            .into_iter()
+            .filter_map(|day| {
+                let wall = day.and_hms_opt(tod / 3600, tod / 60 % 60, tod % 60)?;
+                match self.tz.from_local_datetime(&wall) {
+                    LocalResult::Ambiguous(first, second)
+                        if self.cron.is_time_matching(&first).unwrap_or(false) =>
+                    {
+                        Some(second.with_timezone(&Utc))
+                    }
+                    _ => None,
+                }
+            })
+            .filter(|s| *s >= t)
+            .min()
+    }
+
+    /// Under `dst_gap = shift`, an interval tick whose wall time falls in a spring-forward
+    /// gap fires at the first instant after the gap (all of one gap's ticks are one tick
+    /// there). The first wall-clock match from `t` on, if it does not exist, gives it.
+    fn shifted_out_of_gap(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        let local = t.with_timezone(&self.tz).naive_local();
+        let whole = local.with_nanosecond(0)?;
+        let inclusive = inclusive && local.nanosecond() == 0;
+        if whole.year() >= LAST_YEAR || whole.and_utc().timestamp() <= YEAR_ONE {
+            return None;
+        }
+        let wall = self
+            .cron
+            .find_next_occurrence(&Utc.from_utc_datetime(&whole), inclusive)
+            .ok()?
+            .naive_utc();
+        match self.tz.from_local_datetime(&wall) {
+            LocalResult::None => gap_end(self.tz, wall),
+            _ => None,
+        }
+    }
+
+    /// croner's next fire time (its DST rules), see [`CronSpec::next`].
+    fn raw_next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         // croner counts in whole seconds and drops `t`'s fraction, so from 10:47:00.5 it
         // would answer 10:47:00, before `t` (found by the property tests). And croner's
         // walk meets a fixed-time tick moved past a spring-forward gap only from before the
@@ -291,6 +406,19 @@ impl CronSpec {
     /// one (`next`/`iter_from` define the ticks), so use it to find where to start
     /// walking forward, not as a tick itself.
     pub fn prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        let found = self.raw_prev(t, inclusive)?;
+        // Under `dst_fold = once` an interval tick's second pass is no tick: look on from
+        // before the fold's second pass in one step.
+        if self.dst.fold == Some(DstFold::Once)
+            && self.fixed_time_of_day().is_none()
+            && self.is_second_pass(found)
+        {
+            return self.raw_prev(fold_start(self.tz, found)?, false);
+        }
+        Some(found)
+    }
+
+    fn raw_prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         // croner drops the fraction: from 10:47:00.5 the answer may be 10:47:00 itself.
         let (t, inclusive) = if t.nanosecond() == 0 {
             (t, inclusive)
@@ -355,6 +483,87 @@ thread_local! {
 /// check that a piece of planning is bounded in steps, not in time.
 pub fn cron_steps() -> u64 {
     CRON_STEPS.with(std::cell::Cell::get)
+}
+
+/// The first instant after the spring-forward gap that holds the wall time `wall` (which
+/// does not exist in `tz`): gaps last less than 4 hours in every real zone.
+fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let exists = |s: i64| {
+        !matches!(
+            tz.from_local_datetime(&(wall + TimeDelta::seconds(s))),
+            LocalResult::None
+        )
+    };
+    let (mut missing, mut present) = (0_i64, 4 * 3600_i64);
+    if !exists(present) {
+        return None;
+    }
+    while present - missing > 1 {
+        let mid = missing + (present - missing) / 2;
+        if exists(mid) {
+            present = mid;
+        } else {
+            missing = mid;
+        }
+    }
+    tz.from_local_datetime(&(wall + TimeDelta::seconds(present)))
+        .earliest()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// The first instant after the fall-back fold that `c` is in the second pass of: where the
+/// wall clock leaves the repeated times (folds last less than 4 hours in every real zone).
+fn fold_end(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let wall = c.with_timezone(&tz).naive_local();
+    let repeated = |s: i64| {
+        matches!(
+            tz.from_local_datetime(&(wall + TimeDelta::seconds(s))),
+            LocalResult::Ambiguous(..)
+        )
+    };
+    let (mut inside, mut after) = (0_i64, 4 * 3600_i64);
+    if repeated(after) {
+        return None;
+    }
+    while after - inside > 1 {
+        let mid = inside + (after - inside) / 2;
+        if repeated(mid) {
+            inside = mid;
+        } else {
+            after = mid;
+        }
+    }
+    tz.from_local_datetime(&(wall + TimeDelta::seconds(after)))
+        .latest()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// The first instant of the second pass of the fall-back fold that `c` is in the second
+/// pass of (the instant the clock went back).
+fn fold_start(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let wall = c.with_timezone(&tz).naive_local();
+    let repeated = |s: i64| {
+        matches!(
+            tz.from_local_datetime(&(wall - TimeDelta::seconds(s))),
+            LocalResult::Ambiguous(..)
+        )
+    };
+    // The earliest repeated wall time at or before `wall`: bisect (inside, before].
+    let (mut inside, mut before) = (0_i64, 4 * 3600_i64);
+    if repeated(before) {
+        return None;
+    }
+    while before - inside > 1 {
+        let mid = inside + (before - inside) / 2;
+        if repeated(mid) {
+            inside = mid;
+        } else {
+            before = mid;
+        }
+    }
+    tz.from_local_datetime(&(wall - TimeDelta::seconds(inside)))
+        .latest()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// An IANA timezone name (`Europe/London`, `UTC`). Abbreviations that are not zone names

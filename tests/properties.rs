@@ -26,6 +26,7 @@ use cron_scheduler::{
     schedules::{
         CatchupPolicy, CronSpec, OverlapPolicy, Window,
         model::{Defaults, ScheduleRequest, check_fires_after},
+        spec::{DstFold, DstGap, DstPolicy},
     },
 };
 use proptest::{
@@ -239,12 +240,17 @@ fn valid_expressions_at_any_instant_never_panic() {
         "valid cron_expr x timezone x instant",
         3000,
         MIN_VALID_ZONE,
-        (valid, timezone(), instant()),
-        |(expr, tz, t)| {
+        (valid, timezone(), instant(), (0..3usize, 0..3usize)),
+        |(expr, tz, t, (gap, fold))| {
             // Only the timezone may be invalid here (a random string, a tenth of cases).
             let Ok(spec) = CronSpec::parse(expr, &tz) else {
                 return Ok(false);
             };
+            // Under any DST policy, too.
+            let spec = spec.with_dst(DstPolicy {
+                gap: [None, Some(DstGap::Shift), Some(DstGap::Skip)][gap],
+                fold: [None, Some(DstFold::Once), Some(DstFold::Twice)][fold],
+            });
             fire_times_are_ordered(spec, t, (None, None))?;
             Ok(true)
         },
@@ -444,6 +450,8 @@ fn preview_counts_and_instants_never_panic() {
                 timezone,
                 count,
                 from,
+                dst_gap: None,
+                dst_fold: None,
             };
             let Ok(axum::Json(resp)) = futures::executor::block_on(preview::preview(JsonBody(req)))
             else {

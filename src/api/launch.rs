@@ -374,7 +374,11 @@ pub async fn backfill_schedule(
         ));
     }
     let spec = CronSpec::parse(&s.cron_expr, &s.timezone)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?;
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?
+        .with_dst(crate::schedules::spec::DstPolicy {
+            gap: s.dst_gap,
+            fold: s.dst_fold,
+        });
     let window = Window {
         spec,
         start_at: s.start_at,

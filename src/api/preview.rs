@@ -8,9 +8,13 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     error::{ApiError, ApiResult, ErrorBody},
-    extract::JsonBody,
+    extract::{JsonBody, parse_param},
 };
-use crate::schedules::{CronSpec, Window, model::check_fires_after};
+use crate::schedules::{
+    CronSpec, Window,
+    model::check_fires_after,
+    spec::{DstFold, DstGap, DstPolicy},
+};
 
 /// Most fire times one preview returns.
 pub const MAX_PREVIEW_COUNT: i64 = 100;
@@ -36,6 +40,12 @@ pub struct PreviewRequest {
     pub count: Option<i64>,
     /// Start from this instant (inclusive); default now.
     pub from: Option<DateTime<Utc>>,
+    /// The schedule's DST policy for a gap: `shift` or `skip` (see the schedule fields).
+    #[schema(value_type = Option<DstGap>)]
+    pub dst_gap: Option<String>,
+    /// The schedule's DST policy for a fold: `once` or `twice`.
+    #[schema(value_type = Option<DstFold>)]
+    pub dst_fold: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,8 +80,15 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     let expr = req
         .cron_expr
         .ok_or_else(|| ApiError::invalid("cron_expr", "cron_expr is required"))?;
+    let gap = parse_param(req.dst_gap.as_deref(), "dst_gap", "shift or skip", |v| {
+        v.parse::<DstGap>().ok()
+    })?;
+    let fold = parse_param(req.dst_fold.as_deref(), "dst_fold", "once or twice", |v| {
+        v.parse::<DstFold>().ok()
+    })?;
     let spec = CronSpec::parse(&expr, req.timezone.as_deref().unwrap_or("UTC"))
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+        .map_err(|e| ApiError::invalid(e.field, e.message))?
+        .with_dst(DstPolicy { gap, fold });
     let count = req.count.unwrap_or(5);
     if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
         return Err(ApiError::invalid(

@@ -171,7 +171,7 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
     };
     // PostgreSQL keeps microseconds; sqlx truncates to them.
     let stored = |t: Option<DateTime<Utc>>| t.map(|t| t.trunc_subsecs(6));
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 13] = [
         (
             "workflow_id",
             text("workflow_id").as_deref() == Some(&spec.workflow_id),
@@ -207,6 +207,14 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
             text("catchup_policy").as_deref() == Some(spec.catchup_policy.as_str()),
         ),
         ("paused", have["paused"].as_bool() == Some(spec.paused)),
+        (
+            "dst_gap",
+            text("dst_gap").as_deref() == spec.window.spec.dst().gap.map(|g| g.as_str()),
+        ),
+        (
+            "dst_fold",
+            text("dst_fold").as_deref() == spec.window.spec.dst().fold.map(|f| f.as_str()),
+        ),
     ];
     checks
         .into_iter()

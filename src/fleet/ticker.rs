@@ -51,7 +51,10 @@ use super::ticks::{CatchupLimits, Lead, PlannedRun, plan};
 use crate::{
     db::{self, BatchPlan, Channel},
     runs::{RunReason, RunStatus, RunTrigger},
-    schedules::{CatchupPolicy, CronSpec, OverlapPolicy, Window},
+    schedules::{
+        CatchupPolicy, CronSpec, OverlapPolicy, Window,
+        spec::{DstFold, DstGap, DstPolicy},
+    },
     telemetry::Metrics,
 };
 
@@ -136,10 +139,12 @@ struct DueSchedule {
     catchup_policy: CatchupPolicy,
     overlap_policy: OverlapPolicy,
     next_due_at: DateTime<Utc>,
+    dst_gap: Option<DstGap>,
+    dst_fold: Option<DstFold>,
 }
 
 const DUE_COLUMNS: &str = "schedule_id, cron_expr, timezone, start_at, end_at, jitter_ms, \
-    catchup_policy, overlap_policy, next_due_at";
+    catchup_policy, overlap_policy, next_due_at, dst_gap, dst_fold";
 
 /// The ticker of one leadership term: its settings and the claim size it has learnt.
 pub struct Ticker {
@@ -424,7 +429,10 @@ fn plan_batch(
         }
         let catchup = s.catchup_policy;
         let spec = match CronSpec::parse(&s.cron_expr, &s.timezone).map_err(|e| e.message) {
-            Ok(p) => p,
+            Ok(p) => p.with_dst(DstPolicy {
+                gap: s.dst_gap,
+                fold: s.dst_fold,
+            }),
             Err(e) => {
                 tracing::error!(schedule_id = %s.schedule_id, error = %e, "stored schedule does not parse; pausing it");
                 out.broken.push(s.schedule_id.clone());

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
 use super::health::ScheduleHealth;
-use super::spec::{CronSpec, SpecError, Window};
+use super::spec::{CronSpec, DstFold, DstGap, DstPolicy, SpecError, Window};
 pub use crate::field::{
     FieldError, MAX_NAME_LEN, validate_instant, validate_name, validate_version,
 };
@@ -90,6 +90,15 @@ pub struct ScheduleRequest {
     pub catchup_policy: Option<String>,
     /// Default false.
     pub paused: Option<bool>,
+    /// A tick whose wall time does not exist (spring-forward gap): `shift` it to the first
+    /// instant after the gap, or `skip` it. Unset: a fixed-time tick shifts, an interval
+    /// tick is skipped (docs/CRON.md).
+    #[schema(value_type = Option<DstGap>)]
+    pub dst_gap: Option<String>,
+    /// A tick whose wall time happens twice (fall-back fold): fire `once` (first pass) or
+    /// `twice`. Unset: a fixed-time tick fires once, an interval tick twice.
+    #[schema(value_type = Option<DstFold>)]
+    pub dst_fold: Option<String>,
     #[schema(ignore)]
     #[serde(default)]
     pub status: Option<IgnoredAny>,
@@ -200,7 +209,23 @@ impl ScheduleRequest {
         validate_name(&user_id, "user_id")?;
         let cron_expr = required(self.cron_expr, "cron_expr")?;
         let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
-        let spec = CronSpec::parse(&cron_expr, &timezone)?;
+        let dst = DstPolicy {
+            gap: match self.dst_gap {
+                Some(v) => Some(
+                    v.parse()
+                        .map_err(|m| FieldError::new("dst_gap", format!("dst_gap {m}")))?,
+                ),
+                None => None,
+            },
+            fold: match self.dst_fold {
+                Some(v) => Some(
+                    v.parse()
+                        .map_err(|m| FieldError::new("dst_fold", format!("dst_fold {m}")))?,
+                ),
+                None => None,
+            },
+        };
+        let spec = CronSpec::parse(&cron_expr, &timezone)?.with_dst(dst);
         for (t, field) in [(self.start_at, "start_at"), (self.end_at, "end_at")] {
             if let Some(t) = t {
                 validate_instant(t, field)?;
@@ -283,6 +308,9 @@ pub struct Schedule {
     pub overlap_policy: OverlapPolicy,
     pub catchup_policy: CatchupPolicy,
     pub paused: bool,
+    /// The DST policy as set (`null`: the rules of the tick's kind, docs/CRON.md).
+    pub dst_gap: Option<DstGap>,
+    pub dst_fold: Option<DstFold>,
     pub status: ScheduleStatus,
     /// The next nominal fire times (UTC, before jitter); empty when paused or completed.
     pub next_fire_times: Vec<DateTime<Utc>>,

@@ -277,7 +277,12 @@ impl CronSpec {
     /// schedule's DST policy. `None` when the expression never matches again
     /// (`0 0 30 2 *`).
     pub fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
-        if self.dst == DstPolicy::default() {
+        // Outside croner's years there is no tick to add or drop (and converting such an
+        // instant to local time may overflow).
+        if self.dst == DstPolicy::default()
+            || t.timestamp() <= YEAR_ONE
+            || t.timestamp() >= YEAR_LAST
+        {
             return self.raw_next(t, inclusive);
         }
         let fixed = self.fixed_time_of_day();
@@ -407,6 +412,9 @@ impl CronSpec {
     /// walking forward, not as a tick itself.
     pub fn prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let found = self.raw_prev(t, inclusive)?;
+        if found.timestamp() <= YEAR_ONE || found.timestamp() >= YEAR_LAST {
+            return Some(found);
+        }
         // Under `dst_fold = once` an interval tick's second pass is no tick: look on from
         // before the fold's second pass in one step.
         if self.dst.fold == Some(DstFold::Once)
@@ -490,8 +498,9 @@ pub fn cron_steps() -> u64 {
 fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
     let exists = |s: i64| {
         !matches!(
-            tz.from_local_datetime(&(wall + TimeDelta::seconds(s))),
-            LocalResult::None
+            wall.checked_add_signed(TimeDelta::seconds(s))
+                .map(|w| tz.from_local_datetime(&w)),
+            Some(LocalResult::None)
         )
     };
     let (mut missing, mut present) = (0_i64, 4 * 3600_i64);
@@ -506,7 +515,7 @@ fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
             missing = mid;
         }
     }
-    tz.from_local_datetime(&(wall + TimeDelta::seconds(present)))
+    tz.from_local_datetime(&wall.checked_add_signed(TimeDelta::seconds(present))?)
         .earliest()
         .map(|d| d.with_timezone(&Utc))
 }
@@ -517,8 +526,9 @@ fn fold_end(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let wall = c.with_timezone(&tz).naive_local();
     let repeated = |s: i64| {
         matches!(
-            tz.from_local_datetime(&(wall + TimeDelta::seconds(s))),
-            LocalResult::Ambiguous(..)
+            wall.checked_add_signed(TimeDelta::seconds(s))
+                .map(|w| tz.from_local_datetime(&w)),
+            Some(LocalResult::Ambiguous(..))
         )
     };
     let (mut inside, mut after) = (0_i64, 4 * 3600_i64);
@@ -533,7 +543,7 @@ fn fold_end(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
             after = mid;
         }
     }
-    tz.from_local_datetime(&(wall + TimeDelta::seconds(after)))
+    tz.from_local_datetime(&wall.checked_add_signed(TimeDelta::seconds(after))?)
         .latest()
         .map(|d| d.with_timezone(&Utc))
 }
@@ -544,8 +554,9 @@ fn fold_start(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let wall = c.with_timezone(&tz).naive_local();
     let repeated = |s: i64| {
         matches!(
-            tz.from_local_datetime(&(wall - TimeDelta::seconds(s))),
-            LocalResult::Ambiguous(..)
+            wall.checked_sub_signed(TimeDelta::seconds(s))
+                .map(|w| tz.from_local_datetime(&w)),
+            Some(LocalResult::Ambiguous(..))
         )
     };
     // The earliest repeated wall time at or before `wall`: bisect (inside, before].
@@ -561,7 +572,7 @@ fn fold_start(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
             before = mid;
         }
     }
-    tz.from_local_datetime(&(wall - TimeDelta::seconds(inside)))
+    tz.from_local_datetime(&wall.checked_sub_signed(TimeDelta::seconds(inside))?)
         .latest()
         .map(|d| d.with_timezone(&Utc))
 }

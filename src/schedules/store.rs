@@ -22,7 +22,7 @@ use super::{
         CatchupPolicy, FieldError, NEXT_FIRE_TIMES, OverlapPolicy, Schedule, ScheduleSpec,
         ScheduleStatus, check_fires_after,
     },
-    spec::{CronSpec, Window},
+    spec::{CronSpec, DstFold, DstGap, DstPolicy, Window},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ fn columns(late_after: Duration) -> String {
     format!(
         "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
          start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-         missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
+         dst_gap, dst_fold, missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
          exists (select 1 from workflow_versions w where w.workflow_id = schedules.workflow_id \
            and w.version = schedules.version) as workflow_stored, {}",
         health::columns("schedules", late_after)
@@ -69,6 +69,8 @@ struct ScheduleRow {
     catchup_policy: CatchupPolicy,
     paused: bool,
     next_due_at: Option<DateTime<Utc>>,
+    dst_gap: Option<DstGap>,
+    dst_fold: Option<DstFold>,
     missed_uncounted: i64,
     missed_uncounted_exact: bool,
     created_at: DateTime<Utc>,
@@ -84,8 +86,9 @@ struct ScheduleRow {
 impl ScheduleRow {
     fn into_schedule(self) -> Result<Schedule, StoreError> {
         let corrupt = |m: String| StoreError::Corrupt(self.schedule_id.clone(), m);
-        let spec =
-            CronSpec::parse(&self.cron_expr, &self.timezone).map_err(|e| corrupt(e.message))?;
+        let spec = CronSpec::parse(&self.cron_expr, &self.timezone)
+            .map_err(|e| corrupt(e.message))?
+            .with_dst(self.dst());
         let (overlap_policy, catchup_policy) = (self.overlap_policy, self.catchup_policy);
         let window = Window {
             spec,
@@ -137,15 +140,25 @@ impl ScheduleRow {
             missed_uncounted_exact: self.missed_uncounted_exact,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            dst_gap: self.dst_gap,
+            dst_fold: self.dst_fold,
             last_fire_at: self.last_fire_at,
             last_run_status: self.last_run_status,
             health: self.health,
         })
     }
 
+    fn dst(&self) -> DstPolicy {
+        DstPolicy {
+            gap: self.dst_gap,
+            fold: self.dst_fold,
+        }
+    }
+
     fn window(&self) -> Result<Window, StoreError> {
         let spec = CronSpec::parse(&self.cron_expr, &self.timezone)
-            .map_err(|e| StoreError::Corrupt(self.schedule_id.clone(), e.message))?;
+            .map_err(|e| StoreError::Corrupt(self.schedule_id.clone(), e.message))?
+            .with_dst(self.dst());
         Ok(Window {
             spec,
             start_at: self.start_at,
@@ -242,8 +255,9 @@ pub async fn upsert(
         // retry then sees the row and replaces it.
         let inserted = sqlx::query(
             "insert into schedules (schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
-               start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+               start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
+               dst_gap, dst_fold) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              on conflict (schedule_id) do nothing",
         )
         .bind(id)
@@ -259,6 +273,8 @@ pub async fn upsert(
         .bind(spec.catchup_policy)
         .bind(spec.paused)
         .bind(next_due_at)
+        .bind(spec.window.spec.dst().gap)
+        .bind(spec.window.spec.dst().fold)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -282,7 +298,7 @@ pub async fn upsert(
                materialized_to = case when $14 then null else materialized_to end, \
                claim_at = case when $14 then '-infinity' else claim_at end, \
                spec_generation = spec_generation + case when $14 then 1 else 0 end, \
-               updated_at = now() \
+               dst_gap = $15, dst_fold = $16, updated_at = now() \
              where schedule_id = $1",
         )
         .bind(id)
@@ -299,6 +315,8 @@ pub async fn upsert(
         .bind(spec.paused)
         .bind(next_due_at)
         .bind(changed)
+        .bind(spec.window.spec.dst().gap)
+        .bind(spec.window.spec.dst().fold)
         .execute(&mut *tx)
         .await?;
     }

@@ -404,3 +404,74 @@ async fn list_filters_by_status() {
     }
     app.stop().await;
 }
+
+/// The DST policy is stored, shown, used for the next fire times (and by the leader, which
+/// reads the same columns), refused when malformed, and previewed.
+#[tokio::test]
+async fn a_dst_policy_is_stored_and_shapes_the_fire_times() {
+    let app = TestApp::spawn().await;
+    // New York springs forward on 2027-03-14: 02:30 does not exist that day.
+    let body = |gap: Value| {
+        json!({"schedule_id": "ny", "workflow_id": "wf", "version": 1, "user_id": "alice",
+               "cron_expr": "30 2 * * *", "timezone": "America/New_York",
+               "start_at": "2027-03-13T00:00:00Z", "dst_gap": gap})
+    };
+    let shifted = app.create_schedule(body(Value::Null)).await;
+    assert_eq!(shifted["dst_gap"], Value::Null);
+    assert_eq!(
+        times(&shifted)[..3],
+        [
+            t("2027-03-13T07:30:00Z"),
+            t("2027-03-14T07:00:00Z"),
+            t("2027-03-15T06:30:00Z")
+        ]
+    );
+    let skipped = app.create_schedule(body(json!("skip"))).await;
+    assert_eq!(skipped["dst_gap"], "skip");
+    assert_eq!(skipped["dst_fold"], Value::Null);
+    assert_eq!(
+        times(&skipped)[..3],
+        [
+            t("2027-03-13T07:30:00Z"),
+            t("2027-03-15T06:30:00Z"),
+            t("2027-03-16T06:30:00Z")
+        ]
+    );
+    let stored: (Option<String>, Option<String>) =
+        sqlx::query_as("select dst_gap, dst_fold from schedules where schedule_id = 'ny'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, (Some("skip".into()), None));
+
+    for (field, value) in [("dst_gap", "never"), ("dst_fold", "thrice")] {
+        let mut bad = body(Value::Null);
+        bad[field] = json!(value);
+        let (status, err) = app.post("/schedules/upsert", bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+    let (_, still) = app.get("/schedules/ny").await;
+    assert_eq!(still["dst_gap"], "skip", "a refused upsert changes nothing");
+
+    let (status, preview) = app
+        .post(
+            "/cron/preview",
+            json!({"cron_expr": "30 1 * * *", "timezone": "America/New_York",
+                   "from": "2026-11-01T00:00:00Z", "count": 2, "dst_fold": "twice"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let utc: Vec<&str> = preview["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["utc"].as_str().unwrap())
+        .collect();
+    assert_eq!(utc, ["2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"]);
+    app.stop().await;
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}

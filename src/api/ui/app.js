@@ -630,6 +630,10 @@ async function schedulePage(id, params) {
     ["Jitter", `${s.jitter_ms} ms`],
     ["Overlap", s.overlap_policy],
     ["Catch-up", s.catchup_policy],
+    [
+      "DST",
+      `gap: ${s.dst_gap || "default"}, fold: ${s.dst_fold || "default"}`,
+    ],
     ["Last fire", s.last_fire_at ? [utc(s.last_fire_at), ` (${relative(s.last_fire_at)})`] : "never"],
     ["Missed, not recorded", `${s.missed_uncounted}${s.missed_uncounted_exact ? "" : " or more"}`],
     ["Created", utc(s.created_at)],

@@ -207,7 +207,7 @@ async fn the_console_in_a_real_browser() {
         json!({"schedule_id": "nightly-report", "workflow_id": "report", "version": 3,
                "user_id": "alice", "cron_expr": "0 30 6 * * MON-FRI",
                "timezone": "Europe/London", "overlap_policy": "skip",
-               "catchup_policy": "fire_immediately", "jitter_ms": 2000}),
+               "catchup_policy": "fire_immediately", "jitter_ms": 2000, "dst_fold": "twice"}),
     )
     .await;
     let history = seed_history(&app, &nightly).await;
@@ -273,6 +273,11 @@ async fn the_console_in_a_real_browser() {
         .await;
     let zone_column = browser.text_of("#next-fire-times").await;
     assert!(zone_column.contains("GMT"), "{zone_column}");
+    let page = browser.text_of("body").await;
+    assert!(
+        page.contains("gap: default, fold: twice"),
+        "the DST policy: {page}"
+    );
     let described = browser.text_of("#description").await;
     let words = description(&app, "0 30 6 * * MON-FRI", "Europe/London").await;
     assert!(described.starts_with(&words), "{described:?} / {words:?}");

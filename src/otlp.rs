@@ -454,8 +454,10 @@ mod tests {
             OtlpTarget::grpc("https://collector.example:4317"),
             OtlpTarget::http("https://collector.example:4318/v1/traces"),
         ] {
-            span_exporter(&target).unwrap_or_else(|e| panic!("{target}: {e}"));
-            metric_exporter(&target).unwrap_or_else(|e| panic!("{target}: {e}"));
+            let spans = span_exporter(&target);
+            assert!(spans.is_ok(), "{target}: {:?}", spans.err());
+            let metrics = metric_exporter(&target);
+            assert!(metrics.is_ok(), "{target}: {:?}", metrics.err());
         }
     }
 }

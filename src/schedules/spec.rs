@@ -493,88 +493,68 @@ pub fn cron_steps() -> u64 {
     CRON_STEPS.with(std::cell::Cell::get)
 }
 
-/// The first instant after the spring-forward gap that holds the wall time `wall` (which
-/// does not exist in `tz`): gaps last less than 4 hours in every real zone.
-fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
-    let exists = |s: i64| {
-        !matches!(
-            wall.checked_add_signed(TimeDelta::seconds(s))
-                .map(|w| tz.from_local_datetime(&w)),
-            Some(LocalResult::None)
-        )
+/// How many whole seconds from `wall` (going forward for `step` 1, back for -1) the wall
+/// clock stays in the kind of local time `within` names (`LocalResult::None`: a
+/// spring-forward gap; `Ambiguous`: a fall-back fold): the first distance at which it is
+/// out. Gaps and folds last less than 4 hours in every real zone.
+fn distance_out(
+    tz: Tz,
+    wall: NaiveDateTime,
+    step: i64,
+    within: fn(&LocalResult<DateTime<Tz>>) -> bool,
+) -> Option<i64> {
+    let inside_at = |s: i64| {
+        wall.checked_add_signed(TimeDelta::seconds(step * s))
+            .map(|w| within(&tz.from_local_datetime(&w)))
     };
-    let (mut missing, mut present) = (0_i64, 4 * 3600_i64);
-    if !exists(present) {
+    let (mut inside, mut out) = (0_i64, 4 * 3600_i64);
+    if inside_at(out)? {
         return None;
     }
-    while present - missing > 1 {
-        let mid = missing + (present - missing) / 2;
-        if exists(mid) {
-            present = mid;
+    while out - inside > 1 {
+        let mid = inside + (out - inside) / 2;
+        if inside_at(mid)? {
+            inside = mid;
         } else {
-            missing = mid;
+            out = mid;
         }
     }
-    tz.from_local_datetime(&wall.checked_add_signed(TimeDelta::seconds(present))?)
-        .earliest()
+    Some(out)
+}
+
+fn in_gap(r: &LocalResult<DateTime<Tz>>) -> bool {
+    matches!(r, LocalResult::None)
+}
+
+fn in_fold(r: &LocalResult<DateTime<Tz>>) -> bool {
+    matches!(r, LocalResult::Ambiguous(..))
+}
+
+/// The instant of the wall time `seconds` after `wall` (its latest, when it repeats).
+fn instant_at(tz: Tz, wall: NaiveDateTime, seconds: i64) -> Option<DateTime<Utc>> {
+    tz.from_local_datetime(&wall.checked_add_signed(TimeDelta::seconds(seconds))?)
+        .latest()
         .map(|d| d.with_timezone(&Utc))
+}
+
+/// The first instant after the spring-forward gap that holds the wall time `wall` (which
+/// does not exist in `tz`).
+fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    instant_at(tz, wall, distance_out(tz, wall, 1, in_gap)?)
 }
 
 /// The first instant after the fall-back fold that `c` is in the second pass of: where the
-/// wall clock leaves the repeated times (folds last less than 4 hours in every real zone).
+/// wall clock leaves the repeated times.
 fn fold_end(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let wall = c.with_timezone(&tz).naive_local();
-    let repeated = |s: i64| {
-        matches!(
-            wall.checked_add_signed(TimeDelta::seconds(s))
-                .map(|w| tz.from_local_datetime(&w)),
-            Some(LocalResult::Ambiguous(..))
-        )
-    };
-    let (mut inside, mut after) = (0_i64, 4 * 3600_i64);
-    if repeated(after) {
-        return None;
-    }
-    while after - inside > 1 {
-        let mid = inside + (after - inside) / 2;
-        if repeated(mid) {
-            inside = mid;
-        } else {
-            after = mid;
-        }
-    }
-    tz.from_local_datetime(&wall.checked_add_signed(TimeDelta::seconds(after))?)
-        .latest()
-        .map(|d| d.with_timezone(&Utc))
+    instant_at(tz, wall, distance_out(tz, wall, 1, in_fold)?)
 }
 
 /// The first instant of the second pass of the fall-back fold that `c` is in the second
-/// pass of (the instant the clock went back).
+/// pass of (the instant the clock went back): the earliest repeated wall time, second pass.
 fn fold_start(tz: Tz, c: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let wall = c.with_timezone(&tz).naive_local();
-    let repeated = |s: i64| {
-        matches!(
-            wall.checked_sub_signed(TimeDelta::seconds(s))
-                .map(|w| tz.from_local_datetime(&w)),
-            Some(LocalResult::Ambiguous(..))
-        )
-    };
-    // The earliest repeated wall time at or before `wall`: bisect (inside, before].
-    let (mut inside, mut before) = (0_i64, 4 * 3600_i64);
-    if repeated(before) {
-        return None;
-    }
-    while before - inside > 1 {
-        let mid = inside + (before - inside) / 2;
-        if repeated(mid) {
-            inside = mid;
-        } else {
-            before = mid;
-        }
-    }
-    tz.from_local_datetime(&wall.checked_sub_signed(TimeDelta::seconds(inside))?)
-        .latest()
-        .map(|d| d.with_timezone(&Utc))
+    instant_at(tz, wall, 1 - distance_out(tz, wall, -1, in_fold)?)
 }
 
 /// An IANA timezone name (`Europe/London`, `UTC`). Abbreviations that are not zone names

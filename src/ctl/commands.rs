@@ -277,6 +277,8 @@ fn schedule_view(s: &Value) -> String {
         "jitter_ms",
         "overlap_policy",
         "catchup_policy",
+        "dst_gap",
+        "dst_fold",
         "paused",
         "status",
         "health",

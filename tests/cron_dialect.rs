@@ -1219,3 +1219,84 @@ fn dst_policy_for_interval_ticks() {
         ],
     );
 }
+
+/// An interval schedule keeps its period in absolute time across DST changes: ticks are
+/// `anchor + k × period` in UTC whatever the wall clock does; the local readings below
+/// show a fold's wall time twice and a gap's never.
+#[test]
+fn interval_ticks_keep_their_period_across_dst() {
+    use cron_scheduler::schedules::interval::{Interval, parse_period};
+    let cases: [(&str, &str, &str, [&str; 4]); 4] = [
+        // New York falls back at 06:00Z: hourly from local midnight reads 01:00 twice.
+        (
+            "America/New_York",
+            "PT1H",
+            "2026-11-01T04:00:00Z",
+            [
+                "2026-11-01T00:00:00-04:00",
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T01:00:00-05:00",
+                "2026-11-01T02:00:00-05:00",
+            ],
+        ),
+        // New York springs forward at 07:00Z: every 90 minutes from 00:30 EST, 02:00 EST
+        // does not exist, so the next tick reads 03:00 EDT, 5,400 s later.
+        (
+            "America/New_York",
+            "PT90M",
+            "2026-03-08T05:30:00Z",
+            [
+                "2026-03-08T00:30:00-05:00",
+                "2026-03-08T03:00:00-04:00",
+                "2026-03-08T04:30:00-04:00",
+                "2026-03-08T06:00:00-04:00",
+            ],
+        ),
+        // Lord Howe falls back 30 minutes at 2026-04-04T15:00Z: 01:30 read twice.
+        (
+            "Australia/Lord_Howe",
+            "PT30M",
+            "2026-04-04T14:00:00Z",
+            [
+                "2026-04-05T01:00:00+11:00",
+                "2026-04-05T01:30:00+11:00",
+                "2026-04-05T01:30:00+10:30",
+                "2026-04-05T02:00:00+10:30",
+            ],
+        ),
+        // Lord Howe springs forward 30 minutes at 2026-10-03T15:30Z: 02:00 never read.
+        (
+            "Australia/Lord_Howe",
+            "PT30M",
+            "2026-10-03T14:30:00Z",
+            [
+                "2026-10-04T01:00:00+10:30",
+                "2026-10-04T01:30:00+10:30",
+                "2026-10-04T02:30:00+11:00",
+                "2026-10-04T03:00:00+11:00",
+            ],
+        ),
+    ];
+    for (tz, period, anchor, local) in cases {
+        let every = Interval::new(parse_period(period).unwrap(), Some(t(anchor))).unwrap();
+        let spec = CronSpec::every(every, tz).unwrap();
+        let ticks: Vec<DateTime<Utc>> = spec.iter_from(t(anchor)).take(4).collect();
+        let expected: Vec<DateTime<Utc>> = local.iter().map(|l| t(l)).collect();
+        assert_eq!(ticks, expected, "{period} in {tz}");
+        let read: Vec<String> = ticks
+            .iter()
+            .map(|u| u.with_timezone(&spec.timezone()).to_rfc3339())
+            .collect();
+        assert_eq!(read, local, "{period} in {tz}: the wall clock");
+        let seconds = parse_period(period).unwrap();
+        for w in ticks.windows(2) {
+            assert_eq!((w[1] - w[0]).num_seconds(), seconds, "{period} in {tz}");
+        }
+        // Backwards too, and from between ticks.
+        assert_eq!(spec.prev(ticks[3], false), Some(ticks[2]));
+        assert_eq!(
+            spec.next(ticks[1] + chrono::TimeDelta::milliseconds(1), true),
+            Some(ticks[2])
+        );
+    }
+}

@@ -326,7 +326,7 @@ fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         8 => prop::sample::select(vec![
             "schedule_id", "workflow_id", "version", "user_id", "cron_expr", "timezone",
-            "start_at", "end_at", "jitter_ms", "overlap_policy", "catchup_policy", "paused",
+            "interval", "anchor", "start_at", "end_at", "jitter_ms", "overlap_policy", "catchup_policy", "paused",
             "status", "next_fire_times", "created_at", "count", "from", "to", "error",
         ])
         .prop_map(str::to_owned),
@@ -430,6 +430,17 @@ fn request_bodies_are_accepted_or_refused_with_a_4xx() {
     );
 }
 
+/// ISO 8601 durations, mostly valid, some out of bounds or malformed.
+fn interval() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (1..=600_i64, prop::sample::select(vec!["S", "M", "H"]))
+            .prop_map(|(n, u)| format!("PT{n}{u}")),
+        2 => (1..=400_i64).prop_map(|n| format!("P{n}D")),
+        1 => "P[0-9WDTHMS.-]{0,12}",
+        1 => any::<String>(),
+    ]
+}
+
 #[test]
 fn preview_counts_and_instants_never_panic() {
     let request = (
@@ -438,15 +449,23 @@ fn preview_counts_and_instants_never_panic() {
         // Mostly counts in range, so most cases with a valid expression get an answer.
         prop::option::of(prop_oneof![3 => 1..=100_i64, 1 => any::<i64>()]),
         prop::option::of(instant()),
+        // One case in five an interval (with an anchor anywhere) instead of the expression.
+        prop_oneof![4 => Just(None), 1 => (interval(), prop::option::of(instant())).prop_map(Some)],
     );
     check(
         "cron preview requests",
         800,
         MIN_PREVIEWED,
         request,
-        |(cron_expr, timezone, count, from)| {
+        |(cron_expr, timezone, count, from, every)| {
+            let (cron_expr, interval, anchor) = match every {
+                Some((interval, anchor)) => (None, Some(interval), anchor),
+                None => (Some(cron_expr), None, None),
+            };
             let req = PreviewRequest {
-                cron_expr: Some(cron_expr),
+                cron_expr,
+                interval,
+                anchor,
                 timezone,
                 count,
                 from,

@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use cron_scheduler::schedules::{
     CronSpec, TickCount, Window,
     count::{MAX_DAYS, count_ticks, last_ticks_before, last_ticks_before_with_steps},
+    interval::Interval,
     spec::{DstFold, DstGap, DstPolicy},
 };
 use proptest::{
@@ -413,6 +414,8 @@ struct Case {
     n: usize,
     /// `dst_gap` and `dst_fold`: 0 unset, 1 `shift` / `once`, 2 `skip` / `twice`.
     dst: (u8, u8),
+    /// Instead of `expr`: an interval (seconds) and its anchor (seconds from the seed).
+    every: Option<(i64, i64)>,
 }
 
 fn policy(dst: (u8, u8)) -> DstPolicy {
@@ -443,9 +446,17 @@ fn case() -> impl Strategy<Value = Case> {
         prop::sample::select(vec![0, 0, 1, 7, 60, 10_000]),
         0..12usize,
         prop_oneof![2 => Just((0u8, 0u8)), 3 => (0..3u8, 0..3u8)],
+        prop_oneof![
+            5 => Just(None),
+            1 => (
+                prop_oneof![3 => 1..7_200i64, 1 => 1..=31_622_400i64],
+                -400 * 86_400i64..400 * 86_400,
+            )
+                .prop_map(Some),
+        ],
     )
         .prop_map(
-            |(expr, tz, (seed, from_ms, len_s), bounds, budget, n, dst)| Case {
+            |(expr, tz, (seed, from_ms, len_s), bounds, budget, n, dst, every)| Case {
                 expr,
                 tz,
                 seed,
@@ -455,16 +466,23 @@ fn case() -> impl Strategy<Value = Case> {
                 budget,
                 n,
                 dst,
+                every,
             },
         )
 }
 
 fn check_case(c: &Case) -> Result<(), TestCaseError> {
-    let Ok(spec) = CronSpec::parse(&c.expr, c.tz) else {
-        return Ok(());
-    };
-    let spec = spec.with_dst(policy(c.dst));
     let seed = t("2020-01-01T00:00:00Z") + TimeDelta::seconds(c.seed);
+    let spec = match c.every {
+        Some((period, anchor)) => {
+            let anchor = Some(seed + TimeDelta::seconds(anchor));
+            CronSpec::every(Interval::new(period, anchor).unwrap(), c.tz).unwrap()
+        }
+        None => match CronSpec::parse(&c.expr, c.tz) {
+            Ok(spec) => spec.with_dst(policy(c.dst)),
+            Err(_) => return Ok(()),
+        },
+    };
     let anchor = next_transition(spec.timezone(), seed).unwrap_or(seed);
     let from = anchor + TimeDelta::milliseconds(c.from_ms);
     let mut to = from + TimeDelta::seconds(c.len_s);

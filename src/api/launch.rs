@@ -25,7 +25,7 @@ use crate::{
     db::{self, Channel},
     runs::{Run, RunStatus, complete::Completed, store as runs_store},
     schedules::{
-        CronSpec, Schedule, Window,
+        Schedule, Window,
         model::{ScheduleId, validate_instant, validate_name, validate_version},
         store as schedules_store,
     },
@@ -373,12 +373,17 @@ pub async fn backfill_schedule(
             "to must not be in the future; future ticks fire on their own",
         ));
     }
-    let spec = CronSpec::parse(&s.cron_expr, &s.timezone)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?
-        .with_dst(crate::schedules::spec::DstPolicy {
+    let spec = crate::schedules::model::rule(
+        s.cron_expr.clone(),
+        s.interval.clone(),
+        s.anchor.filter(|_| s.interval.is_some()),
+        &s.timezone,
+        crate::schedules::spec::DstPolicy {
             gap: s.dst_gap,
             fold: s.dst_fold,
-        });
+        },
+    )
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?;
     let window = Window {
         spec,
         start_at: s.start_at,

@@ -1,4 +1,5 @@
-//! `POST /cron/preview`: what an expression means and when it fires, before storing it.
+//! `POST /cron/preview`: what a cron expression or an interval means and when it fires,
+//! before storing it.
 
 use axum::{Json, Router, routing::post};
 use chrono::{DateTime, Utc};
@@ -11,8 +12,8 @@ use super::{
     extract::{JsonBody, parse_param},
 };
 use crate::schedules::{
-    CronSpec, Window,
-    model::check_fires_after,
+    Window,
+    model::{check_fires_after, rule},
     spec::{DstFold, DstGap, DstPolicy},
 };
 
@@ -26,8 +27,14 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
-    #[schema(example = "0 0 * * *", value_type = String, required, min_length = 1, max_length = 256)]
+    /// Required unless `interval` is given (one of the two, as for a schedule).
+    #[schema(example = "0 0 * * *", value_type = String, min_length = 1, max_length = 256)]
     pub cron_expr: Option<String>,
+    /// Instead of `cron_expr`: an ISO 8601 duration (`PT90M`), as for a schedule.
+    #[schema(example = "PT90M", max_length = 64)]
+    pub interval: Option<String>,
+    /// The instant an interval counts from; default 1970-01-01T00:00:00Z.
+    pub anchor: Option<DateTime<Utc>>,
     /// IANA timezone, default `UTC`.
     #[schema(example = "America/New_York", max_length = 64)]
     pub timezone: Option<String>,
@@ -58,7 +65,12 @@ pub struct FireTime {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PreviewResponse {
-    pub cron_expr: String,
+    /// `null` for an interval.
+    pub cron_expr: Option<String>,
+    /// The interval in the largest whole units; `null` for a cron expression.
+    pub interval: Option<String>,
+    /// The instant the interval counts from; `null` for a cron expression.
+    pub anchor: Option<DateTime<Utc>>,
     pub timezone: String,
     pub description: String,
     pub next: Vec<FireTime>,
@@ -77,18 +89,20 @@ pub struct PreviewResponse {
     )
 )]
 pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<PreviewResponse>> {
-    let expr = req
-        .cron_expr
-        .ok_or_else(|| ApiError::invalid("cron_expr", "cron_expr is required"))?;
     let gap = parse_param(req.dst_gap.as_deref(), "dst_gap", "shift or skip", |v| {
         v.parse::<DstGap>().ok()
     })?;
     let fold = parse_param(req.dst_fold.as_deref(), "dst_fold", "once or twice", |v| {
         v.parse::<DstFold>().ok()
     })?;
-    let spec = CronSpec::parse(&expr, req.timezone.as_deref().unwrap_or("UTC"))
-        .map_err(|e| ApiError::invalid(e.field, e.message))?
-        .with_dst(DstPolicy { gap, fold });
+    let spec = rule(
+        req.cron_expr,
+        req.interval,
+        req.anchor,
+        req.timezone.as_deref().unwrap_or("UTC"),
+        DstPolicy { gap, fold },
+    )
+    .map_err(|e| ApiError::invalid(e.field, e.message))?;
     let count = req.count.unwrap_or(5);
     if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
         return Err(ApiError::invalid(
@@ -116,7 +130,9 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         })
         .collect();
     Ok(Json(PreviewResponse {
-        cron_expr: spec.expr().to_owned(),
+        cron_expr: spec.expr().map(str::to_owned),
+        interval: spec.interval().map(|i| i.text()),
+        anchor: spec.interval().map(|i| i.anchor()),
         timezone: tz.name().to_owned(),
         description: spec.describe(),
         next,

@@ -171,7 +171,7 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
     };
     // PostgreSQL keeps microseconds; sqlx truncates to them.
     let stored = |t: Option<DateTime<Utc>>| t.map(|t| t.trunc_subsecs(6));
-    let checks: [(&'static str, bool); 13] = [
+    let checks: [(&'static str, bool); 15] = [
         (
             "workflow_id",
             text("workflow_id").as_deref() == Some(&spec.workflow_id),
@@ -183,7 +183,16 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
         ("user_id", text("user_id").as_deref() == Some(&spec.user_id)),
         (
             "cron_expr",
-            text("cron_expr").as_deref() == Some(spec.window.spec.expr()),
+            text("cron_expr").as_deref() == spec.window.spec.expr(),
+        ),
+        (
+            "interval",
+            text("interval").and_then(|t| crate::schedules::interval::parse_period(&t).ok())
+                == spec.window.spec.interval().map(|i| i.period_seconds()),
+        ),
+        (
+            "anchor",
+            instant("anchor") == spec.window.spec.interval().map(|i| i.anchor()),
         ),
         (
             "timezone",

@@ -98,7 +98,7 @@ async fn schedules(
                             cell(s, "schedule_id"),
                             cell(s, "user_id"),
                             format!("{} v{}", cell(s, "workflow_id"), cell(s, "version")),
-                            cell(s, "cron_expr"),
+                            rule_cell(s),
                             cell(s, "timezone"),
                             cell(s, "status"),
                             cell(s, "health"),
@@ -112,7 +112,7 @@ async fn schedules(
                         "SCHEDULE",
                         "USER",
                         "WORKFLOW",
-                        "CRON",
+                        "RULE",
                         "TIMEZONE",
                         "STATUS",
                         "HEALTH",
@@ -264,6 +264,14 @@ fn print(output: Output, value: &Value, view: impl Fn(&Value) -> String) {
     }
 }
 
+/// A schedule's rule in one cell: its cron expression, or `every PT1H30M`.
+fn rule_cell(s: &Value) -> String {
+    match &s["interval"] {
+        Value::String(i) => format!("every {i}"),
+        _ => cell(s, "cron_expr"),
+    }
+}
+
 fn schedule_view(s: &Value) -> String {
     let mut pairs: Vec<(&str, String)> = [
         "schedule_id",
@@ -271,6 +279,8 @@ fn schedule_view(s: &Value) -> String {
         "version",
         "user_id",
         "cron_expr",
+        "interval",
+        "anchor",
         "timezone",
         "start_at",
         "end_at",

@@ -131,7 +131,9 @@ pub struct Deposed {
 #[derive(Debug, sqlx::FromRow)]
 struct DueSchedule {
     schedule_id: String,
-    cron_expr: String,
+    cron_expr: Option<String>,
+    interval_seconds: Option<i64>,
+    anchor: Option<DateTime<Utc>>,
     timezone: String,
     start_at: Option<DateTime<Utc>>,
     end_at: Option<DateTime<Utc>>,
@@ -143,7 +145,7 @@ struct DueSchedule {
     dst_fold: Option<DstFold>,
 }
 
-const DUE_COLUMNS: &str = "schedule_id, cron_expr, timezone, start_at, end_at, jitter_ms, \
+const DUE_COLUMNS: &str = "schedule_id, cron_expr, interval_seconds, anchor, timezone, start_at, end_at, jitter_ms, \
     catchup_policy, overlap_policy, next_due_at, dst_gap, dst_fold";
 
 /// The ticker of one leadership term: its settings and the claim size it has learnt.
@@ -428,11 +430,19 @@ fn plan_batch(
             break;
         }
         let catchup = s.catchup_policy;
-        let spec = match CronSpec::parse(&s.cron_expr, &s.timezone).map_err(|e| e.message) {
-            Ok(p) => p.with_dst(DstPolicy {
+        let spec = match CronSpec::from_columns(
+            s.cron_expr.as_deref(),
+            s.interval_seconds,
+            s.anchor,
+            &s.timezone,
+            DstPolicy {
                 gap: s.dst_gap,
                 fold: s.dst_fold,
-            }),
+            },
+        )
+        .map_err(|e| e.message)
+        {
+            Ok(p) => p,
             Err(e) => {
                 tracing::error!(schedule_id = %s.schedule_id, error = %e, "stored schedule does not parse; pausing it");
                 out.broken.push(s.schedule_id.clone());

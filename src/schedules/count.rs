@@ -98,8 +98,16 @@ pub fn count_ticks(
         };
     }
 
-    // Walk as `ticks_from` does: inclusive from `lo`, then exclusive from each tick.
     let spec = &window.spec;
+    // An interval's ticks are counted by division, exactly, at no step.
+    if let Some(interval) = spec.interval() {
+        return TickCount {
+            count: interval.count(lo, hi),
+            exact: in_years,
+            steps: 0,
+        };
+    }
+    // Walk as `ticks_from` does: inclusive from `lo`, then exclusive from each tick.
     let (mut count, mut steps) = (0, 0);
     let mut last: Option<i64> = None;
     while steps < budget {
@@ -125,7 +133,7 @@ pub fn count_ticks(
 
     let first = last.map_or(lo, |t| t + 1);
     let end = hi.min(first.saturating_add(MAX_DAYS * DAY));
-    let (rest, complete) = Calendar::new(spec).count(first, end);
+    let (rest, complete) = Calendar::new(spec).map_or((0, false), |c| c.count(first, end));
     TickCount {
         count: count + rest,
         exact: in_years && complete && end == hi,
@@ -306,15 +314,16 @@ enum GapTick {
 }
 
 impl<'a> Calendar<'a> {
-    fn new(spec: &'a CronSpec) -> Self {
-        let pattern = spec.pattern();
-        Self {
+    /// `None` for an interval rule (counted by division instead).
+    fn new(spec: &'a CronSpec) -> Option<Self> {
+        let pattern = spec.pattern()?;
+        Some(Self {
             tz: spec.timezone(),
             pattern,
             fixed: spec.fixed_time_of_day().map(i64::from),
             times: TimesOfDay::new(pattern),
             dst: spec.dst(),
-        }
+        })
     }
 
     /// Ticks in `[first, end)` (seconds); `false` when croner's iteration would end early
@@ -497,13 +506,13 @@ mod tests {
     use super::*;
 
     fn times(expr: &str) -> TimesOfDay {
-        TimesOfDay::new(CronSpec::parse(expr, "UTC").unwrap().pattern())
+        TimesOfDay::new(CronSpec::parse(expr, "UTC").unwrap().pattern().unwrap())
     }
 
     /// Brute force: every second of the day below `tod` that the pattern matches.
     fn brute_below(expr: &str, tod: i64) -> u64 {
         let spec = CronSpec::parse(expr, "UTC").unwrap();
-        let p = spec.pattern();
+        let p = spec.pattern().unwrap();
         (0..tod)
             .filter(|s| {
                 let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
@@ -545,7 +554,7 @@ mod tests {
     #[test]
     fn segment_end_finds_the_transition_to_the_second() {
         let spec = CronSpec::parse("* * * * *", "America/New_York").unwrap();
-        let c = Calendar::new(&spec);
+        let c = Calendar::new(&spec).unwrap();
         // 2026-03-08 07:00:00Z: EST -> EDT.
         let transition = 1_772_953_200;
         let a = transition - 5 * DAY - 17;

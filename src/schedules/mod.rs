@@ -2,6 +2,7 @@
 
 pub mod count;
 pub mod health;
+pub mod interval;
 pub mod model;
 pub mod spec;
 pub mod store;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
 use super::health::ScheduleHealth;
+use super::interval::{Interval, parse_period};
 use super::spec::{CronSpec, DstFold, DstGap, DstPolicy, SpecError, Window};
 pub use crate::field::{
     FieldError, MAX_NAME_LEN, validate_instant, validate_name, validate_version,
@@ -69,8 +70,17 @@ pub struct ScheduleRequest {
     #[schema(example = "alice", value_type = String, required, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?$")]
     pub user_id: Option<String>,
     /// 5 fields (minute first) or 6 fields (second first), or an `@daily`-style alias.
-    #[schema(example = "0 0 * * *", value_type = String, required, min_length = 1, max_length = 256)]
+    /// Required unless `interval` is given (one of the two, not both).
+    #[schema(example = "0 0 * * *", value_type = String, min_length = 1, max_length = 256)]
     pub cron_expr: Option<String>,
+    /// Instead of `cron_expr`: an ISO 8601 duration of whole weeks, days (24 h), hours,
+    /// minutes or seconds, from `PT1S` to `P366D` (`PT90M`, `P1DT12H`). Ticks fall at
+    /// `anchor + k × interval` in absolute time (docs/CRON.md, "Interval schedules").
+    #[schema(example = "PT90M", max_length = 64)]
+    pub interval: Option<String>,
+    /// The instant an interval counts from (a whole second, RFC 3339); default
+    /// 1970-01-01T00:00:00Z. Only with `interval`.
+    pub anchor: Option<DateTime<Utc>>,
     /// IANA timezone name; default `UTC`.
     #[schema(example = "Europe/London", max_length = 64)]
     pub timezone: Option<String>,
@@ -207,7 +217,6 @@ impl ScheduleRequest {
         let version = validate_version(required(self.version, "version")?)?;
         let user_id = required(self.user_id, "user_id")?;
         validate_name(&user_id, "user_id")?;
-        let cron_expr = required(self.cron_expr, "cron_expr")?;
         let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
         let dst = DstPolicy {
             gap: match self.dst_gap {
@@ -225,7 +234,7 @@ impl ScheduleRequest {
                 None => None,
             },
         };
-        let spec = CronSpec::parse(&cron_expr, &timezone)?.with_dst(dst);
+        let spec = rule(self.cron_expr, self.interval, self.anchor, &timezone, dst)?;
         for (t, field) in [(self.start_at, "start_at"), (self.end_at, "end_at")] {
             if let Some(t) = t {
                 validate_instant(t, field)?;
@@ -273,6 +282,59 @@ impl ScheduleRequest {
     }
 }
 
+/// The rule of a schedule or a preview: `cron_expr`, or `interval` with its `anchor` (one of
+/// the two, not both), in `timezone`, under the DST policy `dst` (which an interval, in
+/// absolute time, refuses).
+pub fn rule(
+    cron_expr: Option<String>,
+    interval: Option<String>,
+    anchor: Option<DateTime<Utc>>,
+    timezone: &str,
+    dst: DstPolicy,
+) -> Result<CronSpec, FieldError> {
+    match (cron_expr, interval) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            "interval",
+            "give cron_expr or interval, not both",
+        )),
+        (None, None) => Err(FieldError::new(
+            "cron_expr",
+            "cron_expr is required (or, instead, an interval such as \"PT90M\")",
+        )),
+        (Some(expr), None) => {
+            if anchor.is_some() {
+                return Err(FieldError::new(
+                    "anchor",
+                    "anchor goes with interval; a cron_expr schedule has none",
+                ));
+            }
+            Ok(CronSpec::parse(&expr, timezone)?.with_dst(dst))
+        }
+        (None, Some(text)) => {
+            for (set, field) in [
+                (dst.gap.is_some(), "dst_gap"),
+                (dst.fold.is_some(), "dst_fold"),
+            ] {
+                if set {
+                    return Err(FieldError::new(
+                        field,
+                        format!(
+                            "{field} applies to cron_expr schedules: an interval's ticks are in \
+                             absolute time and never fall in a DST gap or fold"
+                        ),
+                    ));
+                }
+            }
+            let seconds = parse_period(&text).map_err(|m| FieldError::new("interval", m))?;
+            if let Some(anchor) = anchor {
+                validate_instant(anchor, "anchor")?;
+            }
+            let every = Interval::new(seconds, anchor).map_err(|m| FieldError::new("anchor", m))?;
+            Ok(CronSpec::every(every, timezone)?)
+        }
+    }
+}
+
 /// Refuses a spec that can never fire again after `now`, naming the field to blame:
 /// `end_at` when the expression still fires but only after the end, else `cron_expr`.
 pub fn check_fires_after(window: &Window, now: DateTime<Utc>) -> Result<(), FieldError> {
@@ -280,16 +342,17 @@ pub fn check_fires_after(window: &Window, now: DateTime<Utc>) -> Result<(), Fiel
         return Ok(());
     }
     let from = window.start_at.map_or(now, |s| s.max(now));
-    if window.end_at.is_some() && window.spec.next(from, true).is_some() {
-        Err(FieldError::new(
+    match window.spec.expr() {
+        Some(expr) if window.end_at.is_none() || window.spec.next(from, true).is_none() => {
+            Err(FieldError::new(
+                "cron_expr",
+                format!("cron_expr {expr:?} has no future fire time"),
+            ))
+        }
+        _ => Err(FieldError::new(
             "end_at",
             "end_at is before the first fire time: the schedule would never fire",
-        ))
-    } else {
-        Err(FieldError::new(
-            "cron_expr",
-            format!("cron_expr {:?} has no future fire time", window.spec.expr()),
-        ))
+        )),
     }
 }
 
@@ -300,7 +363,14 @@ pub struct Schedule {
     pub workflow_id: String,
     pub version: i32,
     pub user_id: String,
-    pub cron_expr: String,
+    /// `null` for an interval schedule.
+    pub cron_expr: Option<String>,
+    /// The interval in the largest whole units (`PT90M` reads back as `PT1H30M`); `null`
+    /// for a cron schedule.
+    #[schema(example = "PT1H30M")]
+    pub interval: Option<String>,
+    /// The instant the interval counts from; `null` for a cron schedule.
+    pub anchor: Option<DateTime<Utc>>,
     pub timezone: String,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,

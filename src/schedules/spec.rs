@@ -1,5 +1,5 @@
-//! A parsed cron expression together with its IANA timezone: the only way to compute fire
-//! times in this crate.
+//! A schedule's rule (a parsed cron expression, or an interval: `interval.rs`) together
+//! with its IANA timezone and DST policy: the only way to compute fire times in this crate.
 //!
 //! Dialect (croner 4, POSIX/Vixie): 5 fields are `min hour dom mon dow`, 6 fields are
 //! `sec min hour dom mon dow`; `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`
@@ -16,6 +16,7 @@ use std::{fmt, str::FromStr};
 use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
+pub use super::interval::Interval;
 pub use crate::kinds::{DstFold, DstGap};
 use croner::{
     Cron, CronPattern, JobType,
@@ -189,23 +190,52 @@ pub struct DstPolicy {
     pub fold: Option<DstFold>,
 }
 
+/// A schedule's rule in its timezone, under its DST policy: a cron expression, or an
+/// interval (`interval.rs`: ticks in absolute time, which no DST change moves; the
+/// timezone then only names the local days calendars and moves count in).
 #[derive(Clone)]
 pub struct CronSpec {
-    expr: String,
-    cron: Cron,
+    rule: Rule,
+    tz: Tz,
+    dst: DstPolicy,
+}
+
+#[derive(Clone)]
+enum Rule {
+    Cron { expr: String, cron: Box<Cron> },
+    Every(Interval),
+}
+
+/// A cron rule with what its searches need.
+struct CronRule<'a> {
+    cron: &'a Cron,
     tz: Tz,
     dst: DstPolicy,
 }
 
 impl fmt::Debug for CronSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CronSpec({:?} in {})", self.expr, self.tz.name())
+        match &self.rule {
+            Rule::Cron { expr, .. } => write!(f, "CronSpec({expr:?} in {})", self.tz.name()),
+            Rule::Every(i) => write!(
+                f,
+                "CronSpec(every {} from {} in {})",
+                i.text(),
+                i.anchor(),
+                self.tz.name()
+            ),
+        }
     }
 }
 
 impl PartialEq for CronSpec {
     fn eq(&self, other: &Self) -> bool {
-        self.expr == other.expr && self.tz == other.tz && self.dst == other.dst
+        let same_rule = match (&self.rule, &other.rule) {
+            (Rule::Cron { expr: a, .. }, Rule::Cron { expr: b, .. }) => a == b,
+            (Rule::Every(a), Rule::Every(b)) => a == b,
+            _ => false,
+        };
+        same_rule && self.tz == other.tz && self.dst == other.dst
     }
 }
 
@@ -242,14 +272,54 @@ impl CronSpec {
                 ))
             })?;
         Ok(Self {
-            expr: expr.to_owned(),
-            cron,
+            rule: Rule::Cron {
+                expr: expr.to_owned(),
+                cron: Box::new(cron),
+            },
             tz,
             dst: DstPolicy::default(),
         })
     }
 
-    /// The same expression under the daylight-saving policy `dst`.
+    /// An interval rule in the IANA zone `timezone`.
+    pub fn every(interval: Interval, timezone: &str) -> Result<Self, SpecError> {
+        Ok(Self {
+            rule: Rule::Every(interval),
+            tz: parse_timezone(timezone)?,
+            dst: DstPolicy::default(),
+        })
+    }
+
+    /// The rule a stored schedule describes: its `cron_expr`, or its interval (seconds)
+    /// and anchor.
+    pub fn from_columns(
+        cron_expr: Option<&str>,
+        interval_seconds: Option<i64>,
+        anchor: Option<DateTime<Utc>>,
+        timezone: &str,
+        dst: DstPolicy,
+    ) -> Result<Self, SpecError> {
+        let spec = match (cron_expr, interval_seconds) {
+            (Some(expr), None) => Self::parse(expr, timezone)?,
+            (None, Some(seconds)) => Self::every(
+                Interval::new(seconds, anchor).map_err(|message| SpecError {
+                    field: "interval",
+                    message,
+                })?,
+                timezone,
+            )?,
+            _ => {
+                return Err(SpecError {
+                    field: "cron_expr",
+                    message: "a schedule has either cron_expr or interval".into(),
+                });
+            }
+        };
+        Ok(spec.with_dst(dst))
+    }
+
+    /// The same rule under the daylight-saving policy `dst` (an interval rule has no
+    /// use for one: its ticks are in absolute time).
     #[must_use]
     pub fn with_dst(mut self, dst: DstPolicy) -> Self {
         self.dst = dst;
@@ -260,23 +330,95 @@ impl CronSpec {
         self.dst
     }
 
-    pub fn expr(&self) -> &str {
-        &self.expr
+    /// The cron expression; `None` for an interval rule.
+    pub fn expr(&self) -> Option<&str> {
+        match &self.rule {
+            Rule::Cron { expr, .. } => Some(expr),
+            Rule::Every(_) => None,
+        }
+    }
+
+    /// The interval; `None` for a cron rule.
+    pub fn interval(&self) -> Option<&Interval> {
+        match &self.rule {
+            Rule::Cron { .. } => None,
+            Rule::Every(i) => Some(i),
+        }
     }
 
     pub fn timezone(&self) -> Tz {
         self.tz
     }
 
-    /// A human description of the expression ("At 00:00", ...).
+    /// A human description of the rule ("At 00:00", "Every 90 minutes, counted from...").
     pub fn describe(&self) -> String {
-        self.cron.describe()
+        match &self.rule {
+            Rule::Cron { cron, .. } => cron.describe(),
+            Rule::Every(i) => i.describe(),
+        }
+    }
+
+    fn cron_rule_of<'a>(&self, cron: &'a Cron) -> CronRule<'a> {
+        CronRule {
+            cron,
+            tz: self.tz,
+            dst: self.dst,
+        }
     }
 
     /// The first fire time at or after `t` (`inclusive`) or strictly after it, under the
-    /// schedule's DST policy. `None` when the expression never matches again
-    /// (`0 0 30 2 *`).
+    /// schedule's DST policy. `None` when the rule never matches again (`0 0 30 2 *`).
     pub fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        match &self.rule {
+            Rule::Cron { cron, .. } => self.cron_rule_of(cron).next(t, inclusive),
+            Rule::Every(i) => i.next(t, inclusive),
+        }
+    }
+
+    /// The last fire time at or before `t` (`inclusive`) or strictly before it. For a
+    /// cron rule, croner's backward search: around DST transitions it does not always
+    /// mirror the forward one (`next`/`iter_from` define the ticks), so use it to find
+    /// where to start walking forward, not as a tick itself. `None` when there is none.
+    pub fn prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        match &self.rule {
+            Rule::Cron { cron, .. } => self.cron_rule_of(cron).prev(t, inclusive),
+            Rule::Every(i) => i.prev(t, inclusive),
+        }
+    }
+
+    /// The parsed pattern, for code that counts ticks by calendar arithmetic; `None` for
+    /// an interval rule.
+    pub(crate) fn pattern(&self) -> Option<&CronPattern> {
+        match &self.rule {
+            Rule::Cron { cron, .. } => Some(&cron.pattern),
+            Rule::Every(_) => None,
+        }
+    }
+
+    /// For a fixed-time expression (one second, one minute and one hour, croner's DST
+    /// class that fires once in a fall-back fold and after a spring-forward gap), its time
+    /// of day in seconds after midnight; `None` for an interval expression or rule.
+    pub fn fixed_time_of_day(&self) -> Option<u32> {
+        match &self.rule {
+            Rule::Cron { cron, .. } => self.cron_rule_of(cron).fixed_time_of_day(),
+            Rule::Every(_) => None,
+        }
+    }
+
+    /// Fire times from `t` on (inclusive), in order.
+    pub fn iter_from(&self, t: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let mut cursor = Some((t, true));
+        std::iter::from_fn(move || {
+            let (from, inclusive) = cursor?;
+            let next = self.next(from, inclusive);
+            cursor = next.map(|n| (n, false));
+            next
+        })
+    }
+}
+
+impl CronRule<'_> {
+    fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         // Outside croner's years there is no tick to add or drop (and converting such an
         // instant to local time may overflow).
         if self.dst == DstPolicy::default()
@@ -404,13 +546,7 @@ impl CronSpec {
             .map(|d| d.with_timezone(&Utc))
     }
 
-    /// The last fire time at or before `t` (`inclusive`) or strictly before it: croner's
-    /// backward search. `None` when there is none (or croner gives up).
-    ///
-    /// Around DST transitions croner's backward search does not always mirror the forward
-    /// one (`next`/`iter_from` define the ticks), so use it to find where to start
-    /// walking forward, not as a tick itself.
-    pub fn prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+    fn prev(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let found = self.raw_prev(t, inclusive)?;
         if found.timestamp() <= YEAR_ONE || found.timestamp() >= YEAR_LAST {
             return Some(found);
@@ -450,15 +586,7 @@ impl CronSpec {
             .map(|d| d.with_timezone(&Utc))
     }
 
-    /// The parsed pattern, for code that counts ticks by calendar arithmetic.
-    pub(crate) fn pattern(&self) -> &CronPattern {
-        &self.cron.pattern
-    }
-
-    /// For a fixed-time expression (one second, one minute and one hour, croner's DST
-    /// class that fires once in a fall-back fold and after a spring-forward gap), its time
-    /// of day in seconds after midnight; `None` for an interval expression.
-    pub fn fixed_time_of_day(&self) -> Option<u32> {
+    fn fixed_time_of_day(&self) -> Option<u32> {
         if self.cron.determine_job_type() != JobType::FixedTime {
             return None;
         }
@@ -469,17 +597,6 @@ impl CronSpec {
                 + only(p.minutes.values())? * 60
                 + only(p.seconds.values())?,
         )
-    }
-
-    /// Fire times from `t` on (inclusive), in order.
-    pub fn iter_from(&self, t: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-        let mut cursor = Some((t, true));
-        std::iter::from_fn(move || {
-            let (from, inclusive) = cursor?;
-            let next = self.next(from, inclusive);
-            cursor = next.map(|n| (n, false));
-            next
-        })
     }
 }
 

@@ -45,7 +45,7 @@ pub enum StoreError {
 /// before the schedule is `late` (the misfire grace).
 fn columns(late_after: Duration) -> String {
     format!(
-        "schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
+        "schedule_id, workflow_id, version, user_id, cron_expr, interval_seconds, anchor, timezone, \
          start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
          dst_gap, dst_fold, missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
          exists (select 1 from workflow_versions w where w.workflow_id = schedules.workflow_id \
@@ -60,7 +60,9 @@ struct ScheduleRow {
     workflow_id: String,
     version: i32,
     user_id: String,
-    cron_expr: String,
+    cron_expr: Option<String>,
+    interval_seconds: Option<i64>,
+    anchor: Option<DateTime<Utc>>,
     timezone: String,
     start_at: Option<DateTime<Utc>>,
     end_at: Option<DateTime<Utc>>,
@@ -85,16 +87,9 @@ struct ScheduleRow {
 
 impl ScheduleRow {
     fn into_schedule(self) -> Result<Schedule, StoreError> {
-        let corrupt = |m: String| StoreError::Corrupt(self.schedule_id.clone(), m);
-        let spec = CronSpec::parse(&self.cron_expr, &self.timezone)
-            .map_err(|e| corrupt(e.message))?
-            .with_dst(self.dst());
+        let window = self.window()?;
         let (overlap_policy, catchup_policy) = (self.overlap_policy, self.catchup_policy);
-        let window = Window {
-            spec,
-            start_at: self.start_at,
-            end_at: self.end_at,
-        };
+        let interval = window.spec.interval().map(|i| i.text());
         let finished = self.next_due_at.is_none() || self.end_at.is_some_and(|e| e < self.db_now);
         let status = if finished {
             ScheduleStatus::Completed
@@ -127,6 +122,8 @@ impl ScheduleRow {
             version: self.version,
             user_id: self.user_id,
             cron_expr: self.cron_expr,
+            interval,
+            anchor: self.anchor,
             timezone: self.timezone,
             start_at: self.start_at,
             end_at: self.end_at,
@@ -156,9 +153,14 @@ impl ScheduleRow {
     }
 
     fn window(&self) -> Result<Window, StoreError> {
-        let spec = CronSpec::parse(&self.cron_expr, &self.timezone)
-            .map_err(|e| StoreError::Corrupt(self.schedule_id.clone(), e.message))?
-            .with_dst(self.dst());
+        let spec = CronSpec::from_columns(
+            self.cron_expr.as_deref(),
+            self.interval_seconds,
+            self.anchor,
+            &self.timezone,
+            self.dst(),
+        )
+        .map_err(|e| StoreError::Corrupt(self.schedule_id.clone(), e.message))?;
         Ok(Window {
             spec,
             start_at: self.start_at,
@@ -256,8 +258,8 @@ pub async fn upsert(
         let inserted = sqlx::query(
             "insert into schedules (schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
                start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-               dst_gap, dst_fold) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+               dst_gap, dst_fold, interval_seconds, anchor) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              on conflict (schedule_id) do nothing",
         )
         .bind(id)
@@ -275,6 +277,8 @@ pub async fn upsert(
         .bind(next_due_at)
         .bind(spec.window.spec.dst().gap)
         .bind(spec.window.spec.dst().fold)
+        .bind(spec.window.spec.interval().map(|i| i.period_seconds()))
+        .bind(spec.window.spec.interval().map(|i| i.anchor()))
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -298,7 +302,8 @@ pub async fn upsert(
                materialized_to = case when $14 then null else materialized_to end, \
                claim_at = case when $14 then '-infinity' else claim_at end, \
                spec_generation = spec_generation + case when $14 then 1 else 0 end, \
-               dst_gap = $15, dst_fold = $16, updated_at = now() \
+               dst_gap = $15, dst_fold = $16, interval_seconds = $17, anchor = $18, \
+               updated_at = now() \
              where schedule_id = $1",
         )
         .bind(id)
@@ -317,6 +322,8 @@ pub async fn upsert(
         .bind(changed)
         .bind(spec.window.spec.dst().gap)
         .bind(spec.window.spec.dst().fold)
+        .bind(spec.window.spec.interval().map(|i| i.period_seconds()))
+        .bind(spec.window.spec.interval().map(|i| i.anchor()))
         .execute(&mut *tx)
         .await?;
     }

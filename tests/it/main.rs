@@ -10,6 +10,7 @@ mod failover;
 mod fleet;
 mod health;
 mod history;
+mod intervals;
 mod launcher;
 mod load;
 mod otlp;

@@ -75,6 +75,11 @@ function badge(value, prefix) {
   return h("span", { class: `badge ${prefix}-${cls(value)}` }, value ?? "none");
 }
 
+/** A schedule's rule in one line: its cron expression, or "every PT1H30M". */
+function rule(s) {
+  return s.interval ? `every ${s.interval}` : s.cron_expr;
+}
+
 function link(hash, ...children) {
   return h("a", { href: hash }, ...children);
 }
@@ -410,7 +415,7 @@ async function schedulesPage(params) {
       h("td", null, link(scheduleHref(s.schedule_id), s.schedule_id)),
       h("td", null, s.workflow_id, h("span", { class: "muted" }, ` v${s.version}`)),
       h("td", null, s.user_id),
-      h("td", null, h("code", null, s.cron_expr), h("div", { class: "muted" }, s.timezone)),
+      h("td", null, h("code", null, rule(s)), h("div", { class: "muted" }, s.timezone)),
       h("td", null, badge(s.status, "status")),
       h("td", null, badge(s.health, "health")),
       h("td", null, s.last_run_status ? badge(s.last_run_status, "run") : "—"),
@@ -484,6 +489,8 @@ async function schedulePage(id, params) {
   try {
     preview = await api("POST", "/cron/preview", {
       cron_expr: schedule.cron_expr,
+      interval: schedule.interval,
+      anchor: schedule.anchor,
       timezone: schedule.timezone,
       count: 1,
     });
@@ -504,7 +511,7 @@ async function schedulePage(id, params) {
     "p",
     { id: "description", class: "describe" },
     preview ? preview.description : "",
-    h("span", { class: "muted" }, preview ? ` (${zone})` : `${s.cron_expr} (${zone})`),
+    h("span", { class: "muted" }, preview ? ` (${zone})` : `${rule(s)} (${zone})`),
   );
   const warnings = s.warnings.length
     ? h("ul", { class: "warnings" }, s.warnings.map((w) => h("li", null, w)))
@@ -623,7 +630,9 @@ async function schedulePage(id, params) {
   const policies = dl([
     ["Workflow", `${s.workflow_id} v${s.version}`],
     ["User", s.user_id],
-    ["Expression", h("code", null, s.cron_expr)],
+    s.interval
+      ? ["Interval", h("code", null, `${s.interval} from ${s.anchor}`)]
+      : ["Expression", h("code", null, s.cron_expr)],
     ["Time zone", zone],
     ["Start", s.start_at ? utc(s.start_at) : "none"],
     ["End", s.end_at ? utc(s.end_at) : "none"],
@@ -716,11 +725,13 @@ async function schedulePage(id, params) {
       card(
         "Next fire times",
         next,
-        h(
-          "p",
-          { class: "muted" },
-          link(`#/cron${query({ expr: s.cron_expr, tz: zone })}`, "Open in the cron playground"),
-        ),
+        s.cron_expr
+          ? h(
+              "p",
+              { class: "muted" },
+              link(`#/cron${query({ expr: s.cron_expr, tz: zone })}`, "Open in the cron playground"),
+            )
+          : null,
       ),
       card("Definition and policies", policies),
     ),

@@ -3,8 +3,10 @@
 //! For a set time it injects faults at random (the leader most of all): SIGKILL, SIGSTOP
 //! then SIGCONT, killing a follower, a silent partition of the leader's database traffic,
 //! cutting a replica's connections, taking the Executor down and up, and crashing
-//! PostgreSQL. Then it lets the fleet settle and checks every tick of every schedule:
-//! exactly one run row, delivered to the Executor, none missing. It prints takeover times
+//! PostgreSQL. Then it lets the fleet settle and checks every tick of every schedule
+//! (every-second cron schedules and interval schedules, their ticks computed from their
+//! rules): exactly one run row, delivered to the Executor, none missing, none at an instant
+//! that is not a tick. It prints takeover times
 //! per fault and the duplicate deliveries the Executor saw (harmless: same key).
 
 use std::{
@@ -18,7 +20,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use cron_scheduler::mock_executor::Behaviour;
+use cron_scheduler::{
+    mock_executor::Behaviour,
+    schedules::{CronSpec, Window, interval::Interval},
+};
 
 use super::{
     LabDb, Replica, fleet::MockServer, leader, proxy::FaultProxy, proxy::Mode, quantile,
@@ -36,6 +41,10 @@ pub struct DrillArgs {
     /// Every-second schedules to check.
     #[arg(long, default_value_t = 20)]
     pub schedules: usize,
+    /// Interval schedules to check besides (`PT2S`, `PT3S`, `PT5S`, `PT7S` in turn, each
+    /// anchored at a different second).
+    #[arg(long, default_value_t = 8)]
+    pub intervals: usize,
     /// Leader lease in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub lease_ms: u64,
@@ -73,12 +82,15 @@ pub struct DrillReport {
     duration_s: u64,
     replicas: usize,
     schedules: usize,
+    interval_schedules: usize,
     faults: BTreeMap<String, FaultStats>,
     leader_kills_and_freezes: usize,
     ticks_checked: i64,
     run_rows: i64,
     duplicate_run_rows: i64,
     missing_ticks: i64,
+    /// Run rows at an instant that is not one of their schedule's ticks.
+    unexpected_ticks: i64,
     undelivered_runs: usize,
     executor_requests: u64,
     duplicate_deliveries: u64,
@@ -98,6 +110,38 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+}
+
+/// The drill's schedules: id, the rule part of its upsert body, and its ticks as the lab
+/// computes them (to check the rows against).
+fn drill_schedules(args: &DrillArgs) -> anyhow::Result<Vec<(String, serde_json::Value, Window)>> {
+    let window = |spec: CronSpec| Window {
+        spec,
+        start_at: None,
+        end_at: None,
+    };
+    let mut out = Vec::new();
+    for i in 0..args.schedules {
+        out.push((
+            format!("d{i}"),
+            serde_json::json!({"cron_expr": "* * * * * *"}),
+            window(CronSpec::parse("* * * * * *", "UTC")?),
+        ));
+    }
+    for i in 0..args.intervals {
+        let period = [2, 3, 5, 7][i % 4];
+        let anchor = DateTime::from_timestamp(1_767_225_600 + i64::try_from(i)?, 0)
+            .ok_or_else(|| anyhow::anyhow!("anchor"))?;
+        out.push((
+            format!("i{i}"),
+            serde_json::json!({"interval": format!("PT{period}S"), "anchor": anchor}),
+            window(CronSpec::every(
+                Interval::new(period, Some(anchor)).map_err(anyhow::Error::msg)?,
+                "UTC",
+            )?),
+        ));
+    }
+    Ok(out)
 }
 
 /// Waits until the cluster's epoch passes `old_epoch` with another leader; the time it took.
@@ -168,12 +212,21 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         .send()
         .await?
         .error_for_status()?;
-    for i in 0..args.schedules {
+    let schedules = drill_schedules(&args)?;
+    for (id, body, _) in &schedules {
+        let mut body = body.clone();
+        body["schedule_id"] = serde_json::json!(id);
+        for (k, v) in [
+            ("workflow_id", serde_json::json!("drill")),
+            ("version", serde_json::json!(1)),
+            ("user_id", serde_json::json!("drill")),
+            ("overlap_policy", serde_json::json!("allow")),
+            ("catchup_policy", serde_json::json!("fire_immediately")),
+        ] {
+            body[k] = v;
+        }
         http.post(format!("{api}/schedules/upsert"))
-            .json(&serde_json::json!({
-                "schedule_id": format!("d{i}"), "workflow_id": "drill", "version": 1, "user_id": "drill",
-                "cron_expr": "* * * * * *", "overlap_policy": "allow", "catchup_policy": "fire_immediately",
-            }))
+            .json(&body)
             .send()
             .await?
             .error_for_status()?;
@@ -182,8 +235,8 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         .fetch_one(&db.pool)
         .await?;
     println!(
-        "drill: {} replicas, {} every-second schedules, {} s of faults",
-        args.replicas, args.schedules, args.duration
+        "drill: {} replicas, {} every-second and {} interval schedules, {} s of faults",
+        args.replicas, args.schedules, args.intervals, args.duration
     );
 
     let mut rng =
@@ -304,27 +357,33 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Check every tick.
-    let first: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "select schedule_id, min(scheduled_for) from runs group by schedule_id order by 1",
-    )
-    .fetch_all(&db.pool)
-    .await?;
+    // Check every tick: from each schedule's first run to the cutoff, the ticks its rule
+    // gives (computed here from the rule, not read back) against the rows.
     let mut ticks_checked = 0i64;
     let mut missing = 0i64;
-    for (id, first_tick) in &first {
-        let expected = (cutoff - *first_tick).num_seconds().max(0) + 1;
-        let present: i64 = sqlx::query_scalar(
-            "select count(distinct scheduled_for) from runs where schedule_id = $1 \
-             and scheduled_for between $2 and $3",
+    let mut unexpected = 0i64;
+    for (id, _, window) in &schedules {
+        let present: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "select distinct scheduled_for from runs where schedule_id = $1 \
+             and scheduled_for <= $2 order by 1",
         )
         .bind(id)
-        .bind(first_tick)
         .bind(cutoff)
-        .fetch_one(&db.pool)
+        .fetch_all(&db.pool)
         .await?;
-        ticks_checked += expected;
-        missing += expected - present;
+        let Some(first_tick) = present.first() else {
+            println!("drill: {id} has no run at all");
+            missing += 1;
+            continue;
+        };
+        let expected: HashSet<DateTime<Utc>> = window
+            .ticks_from(*first_tick)
+            .take_while(|t| *t <= cutoff)
+            .collect();
+        let present: HashSet<DateTime<Utc>> = present.into_iter().collect();
+        ticks_checked += i64::try_from(expected.len()).unwrap_or(i64::MAX);
+        missing += i64::try_from(expected.difference(&present).count()).unwrap_or(i64::MAX);
+        unexpected += i64::try_from(present.difference(&expected).count()).unwrap_or(i64::MAX);
     }
     let (rows, distinct): (i64, i64) = sqlx::query_as(
         "select count(*), count(distinct (schedule_id, scheduled_for)) from runs where scheduled_for <= $1",
@@ -370,6 +429,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         duration_s: args.duration,
         replicas: args.replicas,
         schedules: args.schedules,
+        interval_schedules: args.intervals,
         faults,
         leader_kills_and_freezes: counts.get(&Fault::KillLeader).copied().unwrap_or(0)
             + counts.get(&Fault::FreezeLeader).copied().unwrap_or(0),
@@ -377,10 +437,11 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         run_rows: rows,
         duplicate_run_rows: rows - distinct,
         missing_ticks: missing,
+        unexpected_ticks: unexpected,
         undelivered_runs: undelivered,
         executor_requests: stats.requests,
         duplicate_deliveries: stats.duplicate_deliveries,
-        passed: missing == 0 && rows == distinct && undelivered == 0,
+        passed: missing == 0 && unexpected == 0 && rows == distinct && undelivered == 0,
     };
     print_report(&report);
     if let Some(path) = &args.json {
@@ -411,6 +472,7 @@ fn print_report(r: &DrillReport) {
     println!("run rows                 {}", r.run_rows);
     println!("duplicate run rows       {}", r.duplicate_run_rows);
     println!("missing ticks            {}", r.missing_ticks);
+    println!("unexpected ticks         {}", r.unexpected_ticks);
     println!("undelivered runs         {}", r.undelivered_runs);
     println!("executor requests        {}", r.executor_requests);
     println!(

@@ -21,6 +21,7 @@ use cron_scheduler::{
     launcher::{LaunchSettings, claim},
     schedules::{
         CatchupPolicy, CronSpec, Window,
+        calendar::Exclusions,
         count::{count_ticks, last_ticks_before},
     },
     telemetry::Metrics,
@@ -119,6 +120,7 @@ fn plan_batch(c: &mut Criterion) {
                         max: Duration::from_secs(600),
                     },
                     &limits(),
+                    &Exclusions::none(),
                 );
                 runs += p.runs.len();
             }

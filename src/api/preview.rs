@@ -1,20 +1,33 @@
 //! `POST /cron/preview`: what an expression means and when it fires, before storing it.
 
-use axum::{Json, Router, routing::post};
+use axum::{Json, Router, extract::State, routing::post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
     AppState,
+    auth::Caller,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{JsonBody, parse_param},
 };
 use crate::schedules::{
     CronSpec, Window,
-    model::check_fires_after,
+    calendar::{Exclusions, NextTick, OnExcluded, TickOutcome},
+    calendar_store,
+    model::{check_fires_after, validate_exclusions},
     spec::{DstFold, DstGap, DstPolicy},
 };
+
+fn unknown_calendar(name: &str) -> ApiError {
+    ApiError::invalid(
+        "exclude_calendars",
+        format!(
+            "exclude_calendars: no calendar {name:?} you may use (it does not exist, or it is \
+             another user's and not shared)"
+        ),
+    )
+}
 
 /// Most fire times one preview returns.
 pub const MAX_PREVIEW_COUNT: i64 = 100;
@@ -46,14 +59,32 @@ pub struct PreviewRequest {
     /// The schedule's DST policy for a fold: `once` or `twice`.
     #[schema(value_type = Option<DstFold>)]
     pub dst_fold: Option<String>,
+    /// Calendars to check the ticks against (the caller's own or shared ones), at most 8.
+    #[schema(max_items = 8)]
+    pub exclude_calendars: Option<Vec<String>>,
+    /// `skip` (default), `next_business_day` or `previous_business_day`, as for a schedule.
+    #[schema(value_type = Option<OnExcluded>)]
+    pub on_excluded: Option<String>,
 }
 
+/// One tick: its instant, and what the calendars make of it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FireTime {
-    /// The instant, in UTC.
+    /// The tick, in UTC.
     pub utc: DateTime<Utc>,
     /// The same instant in the expression's timezone, with its offset.
     pub local: String,
+    /// `fire`, `skipped` (a calendar excludes it, `on_excluded = skip`, or no business day
+    /// within 366 days) or `moved`.
+    pub outcome: TickOutcome,
+    /// When its run fires (before jitter): the tick, or its moved time; `null` if skipped.
+    pub fire_at: Option<DateTime<Utc>>,
+    /// `fire_at` in the expression's timezone.
+    pub fire_at_local: Option<String>,
+    /// `calendar` when a calendar excludes the tick, else `null`.
+    pub reason: Option<crate::kinds::RunReason>,
+    /// The calendar that excludes the tick, else `null`.
+    pub calendar: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,8 +95,10 @@ pub struct PreviewResponse {
     pub next: Vec<FireTime>,
 }
 
-/// Describe a cron expression and list its next fire times. An expression that never
-/// fires from `from` on (`0 0 30 2 *`) is 422, as it is for an upsert.
+/// Describe a cron expression and list its next ticks; with `exclude_calendars`, each
+/// tick's fate (fires, skipped or moved, and by which calendar). An expression that never
+/// fires from `from` on (`0 0 30 2 *`) is 422, as it is for an upsert; so is a calendar the
+/// caller may not see (`exclude_calendars`).
 #[utoipa::path(
     post, path = "/cron/preview", tag = "cron",
     request_body = PreviewRequest,
@@ -76,7 +109,11 @@ pub struct PreviewResponse {
         (status = 422, body = ErrorBody),
     )
 )]
-pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<PreviewResponse>> {
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<PreviewRequest>,
+) -> ApiResult<Json<PreviewResponse>> {
     let expr = req
         .cron_expr
         .ok_or_else(|| ApiError::invalid("cron_expr", "cron_expr is required"))?;
@@ -89,6 +126,8 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     let spec = CronSpec::parse(&expr, req.timezone.as_deref().unwrap_or("UTC"))
         .map_err(|e| ApiError::invalid(e.field, e.message))?
         .with_dst(DstPolicy { gap, fold });
+    let (names, on_excluded) =
+        validate_exclusions(req.exclude_calendars, req.on_excluded.as_deref(), &spec)?;
     let count = req.count.unwrap_or(5);
     if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
         return Err(ApiError::invalid(
@@ -105,14 +144,29 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         end_at: None,
     };
     check_fires_after(&window, from).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    let spec = window.spec;
+    // The caller's own calendars and shared ones (all for an admin).
+    let calendars =
+        calendar_store::rules_visible_to(&state.pool, &names, caller.user_scope()).await?;
+    if let Some(name) = names.iter().find(|n| !calendars.contains_key(*n)) {
+        return Err(unknown_calendar(name));
+    }
+    let exclusions = Exclusions::resolve(&names, on_excluded, |n| calendars.get(n));
+    let spec = &window.spec;
     let tz = spec.timezone();
     let next = spec
         .iter_from(from)
         .take(usize::try_from(count).expect("bounded"))
-        .map(|utc| FireTime {
-            utc,
-            local: utc.with_timezone(&tz).to_rfc3339(),
+        .map(|utc| {
+            let tick = NextTick::new(utc, exclusions.fate(utc, spec));
+            FireTime {
+                utc,
+                local: utc.with_timezone(&tz).to_rfc3339(),
+                outcome: tick.outcome,
+                fire_at: tick.fire_at,
+                fire_at_local: tick.fire_at.map(|f| f.with_timezone(&tz).to_rfc3339()),
+                reason: tick.reason,
+                calendar: tick.calendar,
+            }
         })
         .collect();
     Ok(Json(PreviewResponse {

@@ -1,5 +1,7 @@
 //! Schedules: the cron dialect, the validated schedule types, and their storage.
 
+pub mod calendar;
+pub mod calendar_store;
 pub mod count;
 pub mod health;
 pub mod model;

@@ -28,18 +28,14 @@ text_enum!(
     /// What happens to a tick on a date one of its schedule's calendars excludes: `skip`
     /// it (the run ends `skipped`, reason `calendar`), or move its run, once, to the same
     /// wall time on the next or previous business day (docs/CRON.md, "Calendars").
+    #[derive(Default)]
     OnExcluded {
+        #[default]
         Skip = "skip",
         NextBusinessDay = "next_business_day",
         PreviousBusinessDay = "previous_business_day",
     }
 );
-
-impl Default for OnExcluded {
-    fn default() -> Self {
-        OnExcluded::Skip
-    }
-}
 
 text_enum!(
     /// A day of the week, as a calendar's `weekly_off` names it.

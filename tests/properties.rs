@@ -11,14 +11,17 @@
 //! and printed (`cargo nextest run --no-capture --test properties`). `PROPTEST_CASES`
 //! overrides them for a longer hunt.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use cron_scheduler::{
     api::{
         auth::TokenSet,
         error::ApiError,
-        extract::{JsonBody, parse_json},
+        extract::parse_json,
         launch::{BackfillRequest, CompleteRequest},
         preview::{self, PreviewRequest},
         schedules::PauseRequest,
@@ -384,8 +387,8 @@ fn parse_everything(bytes: &[u8], now: DateTime<Utc>) -> Result<(), TestCaseErro
         Err(e) => refused_as_client_error(e)?,
     }
     match parse_json::<PreviewRequest>(bytes) {
-        Ok(req) => match futures::executor::block_on(preview::preview(JsonBody(req))) {
-            Ok(axum::Json(resp)) => {
+        Ok(req) => match preview::answer(req, &HashMap::new()) {
+            Ok(resp) => {
                 prop_assert!(resp.next.windows(2).all(|w| w[0].utc < w[1].utc));
             }
             Err(e) => refused_as_client_error(e)?,
@@ -452,9 +455,10 @@ fn preview_counts_and_instants_never_panic() {
                 from,
                 dst_gap: None,
                 dst_fold: None,
+                exclude_calendars: None,
+                on_excluded: None,
             };
-            let Ok(axum::Json(resp)) = futures::executor::block_on(preview::preview(JsonBody(req)))
-            else {
+            let Ok(resp) = preview::answer(req, &HashMap::new()) else {
                 return Ok(false);
             };
             prop_assert!(resp.next.len() <= 100);

@@ -3,13 +3,7 @@
 //! calendars and shared ones, and writes only its own; only an admin shares one. Another
 //! user's unshared calendar is 404, as an unknown one.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::IntoResponse,
-    routing::get,
-};
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

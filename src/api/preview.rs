@@ -1,5 +1,7 @@
 //! `POST /cron/preview`: what an expression means and when it fires, before storing it.
 
+use std::collections::HashMap;
+
 use axum::{Json, Router, extract::State, routing::post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +15,10 @@ use super::{
 };
 use crate::schedules::{
     CronSpec, Window,
-    calendar::{Exclusions, NextTick, OnExcluded, TickOutcome},
+    calendar::{
+        CalendarRules, Exclusions, MAX_SCHEDULE_CALENDARS, NextTick, OnExcluded, TickOutcome,
+        check_calendar_name,
+    },
     calendar_store,
     model::{check_fires_after, validate_exclusions},
     spec::{DstFold, DstGap, DstPolicy},
@@ -114,6 +119,25 @@ pub async fn preview(
     caller: Caller,
     JsonBody(req): JsonBody<PreviewRequest>,
 ) -> ApiResult<Json<PreviewResponse>> {
+    // Look up only names that can be calendars' (`answer` refuses the others, naming the
+    // field): the caller's own calendars and shared ones (all for an admin).
+    let names = req.exclude_calendars.as_deref().unwrap_or_default();
+    let lookup = names.len() <= MAX_SCHEDULE_CALENDARS
+        && names.iter().all(|n| check_calendar_name(n).is_ok());
+    let calendars = if lookup {
+        calendar_store::rules_visible_to(&state.pool, names, caller.user_scope()).await?
+    } else {
+        HashMap::new()
+    };
+    answer(req, &calendars).map(Json)
+}
+
+/// The preview of `req`, with `calendars` holding the rules of the calendars it names that
+/// the caller may use (a name missing from it is 422). Pure: no I/O.
+pub fn answer(
+    req: PreviewRequest,
+    calendars: &HashMap<String, CalendarRules>,
+) -> ApiResult<PreviewResponse> {
     let expr = req
         .cron_expr
         .ok_or_else(|| ApiError::invalid("cron_expr", "cron_expr is required"))?;
@@ -144,9 +168,6 @@ pub async fn preview(
         end_at: None,
     };
     check_fires_after(&window, from).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    // The caller's own calendars and shared ones (all for an admin).
-    let calendars =
-        calendar_store::rules_visible_to(&state.pool, &names, caller.user_scope()).await?;
     if let Some(name) = names.iter().find(|n| !calendars.contains_key(*n)) {
         return Err(unknown_calendar(name));
     }
@@ -169,10 +190,10 @@ pub async fn preview(
             }
         })
         .collect();
-    Ok(Json(PreviewResponse {
+    Ok(PreviewResponse {
         cron_expr: spec.expr().to_owned(),
         timezone: tz.name().to_owned(),
         description: spec.describe(),
         next,
-    }))
+    })
 }

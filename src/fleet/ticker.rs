@@ -286,10 +286,11 @@ impl Ticker {
         let calendars = calendar_store::rules(&mut *tx, &names).await?;
         let notify_within = TimeDelta::from_std(self.settings.notify_within)?;
         let settings = self.settings.clone();
-        let planned =
-            tokio::task::spawn_blocking(move || plan_batch(&due, &queued, &calendars, now, &settings))
-                .await
-                .map_err(|e| anyhow::anyhow!("planning failed: {e}"))?;
+        let planned = tokio::task::spawn_blocking(move || {
+            plan_batch(&due, &queued, &calendars, now, &settings)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("planning failed: {e}"))?;
         outcome.planned = planned.schedules.schedule_id.len();
 
         if !planned.runs.run_id.is_empty() {
@@ -461,9 +462,8 @@ fn plan_batch(
             start_at: s.start_at,
             end_at: s.end_at,
         };
-        let exclusions = Exclusions::resolve(&s.exclude_calendars, s.on_excluded, |n| {
-            calendars.get(n)
-        });
+        let exclusions =
+            Exclusions::resolve(&s.exclude_calendars, s.on_excluded, |n| calendars.get(n));
         let mut p = plan(
             &s.schedule_id,
             &window,

@@ -694,12 +694,7 @@ mod tests {
 
     /// `0 9 * * MON-FRI` in Berlin (09:00 CET is 08:00Z) with a holiday calendar (weekends
     /// off, the dates given), planned at `now` from `next_due`.
-    fn holiday_plan(
-        dates: &[&str],
-        on: OnExcluded,
-        next_due: &str,
-        now: &str,
-    ) -> Plan {
+    fn holiday_plan(dates: &[&str], on: OnExcluded, next_due: &str, now: &str) -> Plan {
         let cal = CalendarRules::new(
             "holidays",
             "Europe/Berlin".parse().unwrap(),
@@ -723,7 +718,10 @@ mod tests {
         )
     }
 
-    fn rows(p: &Plan) -> Vec<(DateTime<Utc>, DateTime<Utc>, RunStatus, Option<RunReason>)> {
+    /// A planned run as (scheduled_for, fire_at, status, reason).
+    type Row = (DateTime<Utc>, DateTime<Utc>, RunStatus, Option<RunReason>);
+
+    fn rows(p: &Plan) -> Vec<Row> {
         p.runs
             .iter()
             .map(|r| (r.scheduled_for, r.fire_at, r.status, r.reason))
@@ -741,7 +739,12 @@ mod tests {
         let christmas = t("2026-12-25T08:00:00Z");
         assert_eq!(
             rows(&p),
-            vec![(christmas, christmas, RunStatus::Skipped, Some(RunReason::Calendar))]
+            vec![(
+                christmas,
+                christmas,
+                RunStatus::Skipped,
+                Some(RunReason::Calendar)
+            )]
         );
         assert_eq!(p.next_due_at, Some(t("2026-12-28T08:00:00Z")));
         assert_eq!(p.claim_at, Some(t("2026-12-28T07:50:00Z")));
@@ -758,7 +761,12 @@ mod tests {
         );
         assert_eq!(
             rows(&p),
-            vec![(christmas, t("2026-12-28T08:00:00Z"), RunStatus::Pending, None)],
+            vec![(
+                christmas,
+                t("2026-12-28T08:00:00Z"),
+                RunStatus::Pending,
+                None
+            )],
             "written at the tick, firing on Monday"
         );
         let p = holiday_plan(
@@ -769,7 +777,12 @@ mod tests {
         );
         assert_eq!(
             rows(&p),
-            vec![(christmas, t("2026-12-29T08:00:00Z"), RunStatus::Pending, None)]
+            vec![(
+                christmas,
+                t("2026-12-29T08:00:00Z"),
+                RunStatus::Pending,
+                None
+            )]
         );
         // Monday's own tick moves too, to the same Tuesday instant: both runs exist.
         let p = holiday_plan(
@@ -812,7 +825,12 @@ mod tests {
             rows(&p),
             vec![
                 (thursday, thursday, RunStatus::Pending, None),
-                (t("2026-12-25T08:00:00Z"), thursday, RunStatus::Pending, None),
+                (
+                    t("2026-12-25T08:00:00Z"),
+                    thursday,
+                    RunStatus::Pending,
+                    None
+                ),
             ]
         );
         assert_eq!(p.next_due_at, Some(t("2026-12-28T08:00:00Z")));

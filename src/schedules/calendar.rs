@@ -135,14 +135,13 @@ pub fn parse_date(text: &str, field: &'static str) -> Result<NaiveDate, FieldErr
     let refuse = |why: &str| {
         FieldError::new(
             field,
-            format!(
-                "{field}: {} {why}",
-                crate::text::quoted(text)
-            ),
+            format!("{field}: {} {why}", crate::text::quoted(text)),
         )
     };
     if !shaped {
-        return Err(refuse("is not a date written YYYY-MM-DD (e.g. \"2026-12-25\")"));
+        return Err(refuse(
+            "is not a date written YYYY-MM-DD (e.g. \"2026-12-25\")",
+        ));
     }
     let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| refuse("is not a day of the calendar (month 01-12, day within the month)"))?;
@@ -203,7 +202,9 @@ impl CalendarRequest {
             if from > to {
                 return Err(FieldError::new(
                     "excluded_ranges",
-                    format!("excluded_ranges: from {from} is after to {to}; a range is from <= to (both inclusive)"),
+                    format!(
+                        "excluded_ranges: from {from} is after to {to}; a range is from <= to (both inclusive)"
+                    ),
                 ));
             }
             excluded_ranges.push((from, to));
@@ -438,14 +439,21 @@ impl<'a> Exclusions<'a> {
             .unwrap_or_else(|| local.time());
         let mut day = local.date_naive();
         for _ in 0..MAX_MOVE_DAYS {
-            let next = if forward { day.succ_opt() } else { day.pred_opt() };
+            let next = if forward {
+                day.succ_opt()
+            } else {
+                day.pred_opt()
+            };
             let Some(next) = next else { break };
             day = next;
             let Some(at) = local_instant(tz, day.and_time(wall)) else {
                 break;
             };
             if self.excluded_by(at).is_none() {
-                return TickFate::Moved { to: at, calendar: name };
+                return TickFate::Moved {
+                    to: at,
+                    calendar: name,
+                };
             }
         }
         TickFate::Skipped { calendar: name }
@@ -573,7 +581,13 @@ mod tests {
         ] {
             assert!(c.excludes_date(d(yes)), "{yes}");
         }
-        for no in ["2026-12-24", "2026-08-08", "2026-08-21", "2026-03-02", "2026-12-26"] {
+        for no in [
+            "2026-12-24",
+            "2026-08-08",
+            "2026-08-21",
+            "2026-03-02",
+            "2026-12-26",
+        ] {
             assert!(!c.excludes_date(d(no)), "{no}");
         }
     }
@@ -585,15 +599,22 @@ mod tests {
         let ny = rules("us", "America/New_York", &["2026-12-25"], &[]);
         assert!(berlin.excludes(t("2026-12-24T23:30:00Z")));
         assert!(!ny.excludes(t("2026-12-24T23:30:00Z")));
-        assert!(ny.excludes(t("2026-12-26T04:59:00Z")), "still the 25th in New York");
+        assert!(
+            ny.excludes(t("2026-12-26T04:59:00Z")),
+            "still the 25th in New York"
+        );
         assert!(!ny.excludes(t("2026-12-26T05:00:00Z")));
     }
 
     /// `0 9 * * MON-FRI` in Berlin; Fri 2026-12-25 09:00 CET is 08:00Z.
     fn weekday_fate(dates: &[&str], on: OnExcluded) -> TickFate<'static> {
         let spec = CronSpec::parse("0 9 * * MON-FRI", "Europe/Berlin").unwrap();
-        let cal: &'static CalendarRules =
-            Box::leak(Box::new(rules("holidays", "Europe/Berlin", dates, &WEEKEND)));
+        let cal: &'static CalendarRules = Box::leak(Box::new(rules(
+            "holidays",
+            "Europe/Berlin",
+            dates,
+            &WEEKEND,
+        )));
         Exclusions {
             calendars: vec![cal],
             on_excluded: on,
@@ -605,7 +626,9 @@ mod tests {
     fn hand_checked_moves_of_a_christmas_tick_in_berlin() {
         assert_eq!(
             weekday_fate(&["2026-12-25"], OnExcluded::Skip),
-            TickFate::Skipped { calendar: "holidays" }
+            TickFate::Skipped {
+                calendar: "holidays"
+            }
         );
         assert_eq!(
             weekday_fate(&["2026-12-25"], OnExcluded::NextBusinessDay),
@@ -756,21 +779,42 @@ mod tests {
         let field = |body: serde_json::Value| request(body).unwrap_err().field.into_owned();
         for (body, f) in [
             (serde_json::json!({"excluded_dates": []}), "user_id"),
-            (serde_json::json!({"user_id": "a", "excluded_dates": ["2026-02-30"]}), "excluded_dates"),
-            (serde_json::json!({"user_id": "a", "excluded_dates": ["2026/12/25"]}), "excluded_dates"),
-            (serde_json::json!({"user_id": "a", "excluded_dates": ["2026-1-05"]}), "excluded_dates"),
-            (serde_json::json!({"user_id": "a", "excluded_dates": ["1969-12-31"]}), "excluded_dates"),
+            (
+                serde_json::json!({"user_id": "a", "excluded_dates": ["2026-02-30"]}),
+                "excluded_dates",
+            ),
+            (
+                serde_json::json!({"user_id": "a", "excluded_dates": ["2026/12/25"]}),
+                "excluded_dates",
+            ),
+            (
+                serde_json::json!({"user_id": "a", "excluded_dates": ["2026-1-05"]}),
+                "excluded_dates",
+            ),
+            (
+                serde_json::json!({"user_id": "a", "excluded_dates": ["1969-12-31"]}),
+                "excluded_dates",
+            ),
             (
                 serde_json::json!({"user_id": "a", "excluded_ranges": [{"from": "2026-12-31", "to": "2026-12-24"}]}),
                 "excluded_ranges",
             ),
-            (serde_json::json!({"user_id": "a", "excluded_ranges": [{"from": "2026-12-31"}]}), "excluded_ranges"),
+            (
+                serde_json::json!({"user_id": "a", "excluded_ranges": [{"from": "2026-12-31"}]}),
+                "excluded_ranges",
+            ),
             (
                 serde_json::json!({"user_id": "a", "weekly_off": ["mon","tue","wed","thu","fri","sat","sun"]}),
                 "weekly_off",
             ),
-            (serde_json::json!({"user_id": "a", "weekly_off": ["Monday"]}), "weekly_off"),
-            (serde_json::json!({"user_id": "a", "timezone": "Mars/Base"}), "timezone"),
+            (
+                serde_json::json!({"user_id": "a", "weekly_off": ["Monday"]}),
+                "weekly_off",
+            ),
+            (
+                serde_json::json!({"user_id": "a", "timezone": "Mars/Base"}),
+                "timezone",
+            ),
             (
                 serde_json::json!({"user_id": "a", "excluded_dates": vec!["2026-01-01"; 1001]}),
                 "excluded_dates",

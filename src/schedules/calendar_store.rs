@@ -11,9 +11,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{
-    store::StoreError,
-    calendar::{Calendar, CalendarRules, CalendarSpec, DateRange, Weekday},
+    calendar::{Calendar, CalendarRules, CalendarSpec, DateRange, OnExcluded, Weekday},
     spec::parse_timezone,
+    store::StoreError,
 };
 use crate::{
     db::{self, Channel},
@@ -32,7 +32,9 @@ pub enum CalendarError {
     NotFound(String),
     /// A shared calendar of another user: readable, but only its owner or an admin may
     /// change or delete it.
-    #[error("calendar {0:?} is shared by another user: only its owner or an admin may change or delete it")]
+    #[error(
+        "calendar {0:?} is shared by another user: only its owner or an admin may change or delete it"
+    )]
     NotOwner(String),
     /// Schedules name the calendar.
     #[error("{0}")]
@@ -221,9 +223,10 @@ pub async fn put(
         let replan = sqlx::query(
             "update schedules set claim_at = '-infinity' \
              where exclude_calendars @> array[$1]::text[] \
-               and on_excluded = 'previous_business_day' and next_due_at is not null",
+               and on_excluded = $2 and next_due_at is not null",
         )
         .bind(name)
+        .bind(OnExcluded::PreviousBusinessDay)
         .execute(&mut *tx)
         .await?;
         if replan.rows_affected() > 0 {

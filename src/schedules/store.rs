@@ -110,10 +110,9 @@ impl ScheduleRow {
             ScheduleStatus::Active
         };
         let (next_fire_times, next_ticks) = if status == ScheduleStatus::Active {
-            let exclusions =
-                Exclusions::resolve(&self.exclude_calendars, self.on_excluded, |n| {
-                    calendars.get(n)
-                });
+            let exclusions = Exclusions::resolve(&self.exclude_calendars, self.on_excluded, |n| {
+                calendars.get(n)
+            });
             upcoming(&window, &exclusions, self.db_now, NEXT_FIRE_TIMES)
         } else {
             (Vec::new(), Vec::new())

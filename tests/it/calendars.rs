@@ -66,9 +66,7 @@ async fn calendars_are_stored_read_listed_and_deleted() {
     assert_eq!(replaced["created_at"], cal["created_at"]);
 
     // Timezone defaults to UTC.
-    let (status, utc) = app
-        .put("/calendars/plain", json!({"user_id": "bob"}))
-        .await;
+    let (status, utc) = app.put("/calendars/plain", json!({"user_id": "bob"})).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(utc["timezone"], "UTC");
 
@@ -77,7 +75,9 @@ async fn calendars_are_stored_read_listed_and_deleted() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["calendars"][0]["name"], "de-holidays");
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let (_, page) = app.get(&format!("/calendars?limit=1&cursor={cursor}")).await;
+    let (_, page) = app
+        .get(&format!("/calendars?limit=1&cursor={cursor}"))
+        .await;
     assert_eq!(page["calendars"][0]["name"], "plain");
     assert_eq!(page["next_cursor"], Value::Null);
     let (_, bobs) = app.get("/calendars?user_id=bob").await;
@@ -101,15 +101,22 @@ async fn bad_calendars_are_422_naming_the_field_and_store_nothing() {
         body
     };
     let too_many: Vec<String> = (0..1001)
-        .map(|i| {
-            (NaiveDate::from_ymd_opt(2030, 1, 1).unwrap() + TimeDelta::days(i)).to_string()
-        })
+        .map(|i| (NaiveDate::from_ymd_opt(2030, 1, 1).unwrap() + TimeDelta::days(i)).to_string())
         .collect();
     let cases = [
         (json!({"timezone": "Europe/Berlin"}), "user_id"),
-        (with(json!({"excluded_dates": ["2026-02-30"]})), "excluded_dates"),
-        (with(json!({"excluded_dates": ["2026/12/25"]})), "excluded_dates"),
-        (with(json!({"excluded_dates": ["1969-12-31"]})), "excluded_dates"),
+        (
+            with(json!({"excluded_dates": ["2026-02-30"]})),
+            "excluded_dates",
+        ),
+        (
+            with(json!({"excluded_dates": ["2026/12/25"]})),
+            "excluded_dates",
+        ),
+        (
+            with(json!({"excluded_dates": ["1969-12-31"]})),
+            "excluded_dates",
+        ),
         (with(json!({"excluded_dates": too_many})), "excluded_dates"),
         (
             with(json!({"excluded_ranges": [{"from": "2026-12-31", "to": "2026-12-24"}]})),
@@ -121,7 +128,10 @@ async fn bad_calendars_are_422_naming_the_field_and_store_nothing() {
         ),
         (with(json!({"weekly_off": ["Sat"]})), "weekly_off"),
         (with(json!({"timezone": "Mars/Olympus"})), "timezone"),
-        (with(json!({"description": "x".repeat(1025)})), "description"),
+        (
+            with(json!({"description": "x".repeat(1025)})),
+            "description",
+        ),
     ];
     for (body, expected) in &cases {
         let (status, err) = app.put("/calendars/bad", body.clone()).await;
@@ -151,16 +161,25 @@ async fn a_schedule_names_only_calendars_it_may_use_and_a_move_needs_a_fixed_tim
     let app = TestApp::spawn().await;
     app.put("/calendars/de", holidays()).await;
     let (status, _) = app
-        .put("/calendars/bobs", json!({"user_id": "bob", "excluded_dates": ["2026-12-25"]}))
+        .put(
+            "/calendars/bobs",
+            json!({"user_id": "bob", "excluded_dates": ["2026-12-25"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let nine: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
     for (extra, expected) in [
         (json!({"exclude_calendars": ["nope"]}), "exclude_calendars"),
         (json!({"exclude_calendars": ["bobs"]}), "exclude_calendars"),
-        (json!({"exclude_calendars": ["de", "de"]}), "exclude_calendars"),
+        (
+            json!({"exclude_calendars": ["de", "de"]}),
+            "exclude_calendars",
+        ),
         (json!({"exclude_calendars": nine}), "exclude_calendars"),
-        (json!({"exclude_calendars": ["bad name"]}), "exclude_calendars"),
+        (
+            json!({"exclude_calendars": ["bad name"]}),
+            "exclude_calendars",
+        ),
         (json!({"on_excluded": "next_week"}), "on_excluded"),
         (
             json!({"exclude_calendars": ["de"], "on_excluded": "next_business_day",
@@ -173,7 +192,9 @@ async fn a_schedule_names_only_calendars_it_may_use_and_a_move_needs_a_fixed_tim
             "on_excluded",
         ),
     ] {
-        let (status, err) = app.post("/schedules/upsert", schedule("s", extra.clone())).await;
+        let (status, err) = app
+            .post("/schedules/upsert", schedule("s", extra.clone()))
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{extra}: {err}");
         assert_eq!(field(&err), expected, "{extra}: {err}");
         let (status, _) = app.get("/schedules/s").await;
@@ -202,7 +223,10 @@ async fn a_schedule_names_only_calendars_it_may_use_and_a_move_needs_a_fixed_tim
     let (status, s) = app
         .post(
             "/schedules/upsert",
-            schedule("s", json!({"exclude_calendars": ["de"], "on_excluded": "next_business_day"})),
+            schedule(
+                "s",
+                json!({"exclude_calendars": ["de"], "on_excluded": "next_business_day"}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{s}");
@@ -232,7 +256,10 @@ async fn a_calendar_in_use_cannot_be_deleted() {
     app.put("/calendars/de", holidays()).await;
     for id in ["a", "b"] {
         let (status, body) = app
-            .post("/schedules/upsert", schedule(id, json!({"exclude_calendars": ["de"]})))
+            .post(
+                "/schedules/upsert",
+                schedule(id, json!({"exclude_calendars": ["de"]})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
@@ -240,12 +267,17 @@ async fn a_calendar_in_use_cannot_be_deleted() {
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert_eq!(err["error"]["code"], "conflict");
     let message = err["error"]["message"].as_str().unwrap();
-    assert!(message.contains("\"a\"") && message.contains("\"b\""), "{message}");
+    assert!(
+        message.contains("\"a\"") && message.contains("\"b\""),
+        "{message}"
+    );
     // Still there.
     assert_eq!(app.get("/calendars/de").await.0, StatusCode::OK);
 
     // `a` stops naming it, `b` is deleted: then it goes.
-    let (status, _) = app.post("/schedules/upsert", schedule("a", json!({}))).await;
+    let (status, _) = app
+        .post("/schedules/upsert", schedule("a", json!({})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, err) = app.delete("/calendars/de").await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -254,7 +286,10 @@ async fn a_calendar_in_use_cannot_be_deleted() {
     assert_eq!(app.delete("/calendars/de").await.0, StatusCode::NO_CONTENT);
     // And a schedule can no longer name it.
     let (status, err) = app
-        .post("/schedules/upsert", schedule("a", json!({"exclude_calendars": ["de"]})))
+        .post(
+            "/schedules/upsert",
+            schedule("a", json!({"exclude_calendars": ["de"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field(&err), "exclude_calendars");
@@ -298,7 +333,10 @@ async fn users_see_and_use_their_own_calendars_and_shared_ones() {
         let app = &app;
         async move { call(app, Some(token), Method::PUT, &path, Some(body)).await }
     };
-    assert_eq!(put(ALICE, "alices", holidays()).await.status, StatusCode::CREATED);
+    assert_eq!(
+        put(ALICE, "alices", holidays()).await.status,
+        StatusCode::CREATED
+    );
     // Bob cannot read, use, replace or delete it: as far as he knows it does not exist.
     let got = call(&app, Some(BOB), Method::GET, "/calendars/alices", None).await;
     assert_eq!(got.status, StatusCode::NOT_FOUND);
@@ -306,13 +344,32 @@ async fn users_see_and_use_their_own_calendars_and_shared_ones() {
     assert_eq!(listed.body["calendars"], json!([]));
     let mut bobs = schedule("bob-s", json!({"exclude_calendars": ["alices"]}));
     bobs["user_id"] = json!("bob");
-    let used = call(&app, Some(BOB), Method::POST, "/schedules/upsert", Some(bobs.clone())).await;
-    assert_eq!(used.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", used.body);
+    let used = call(
+        &app,
+        Some(BOB),
+        Method::POST,
+        "/schedules/upsert",
+        Some(bobs.clone()),
+    )
+    .await;
+    assert_eq!(
+        used.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        used.body
+    );
     assert_eq!(field(&used.body), "exclude_calendars");
     let mut as_bob = holidays();
     as_bob["user_id"] = json!("bob");
-    assert_eq!(put(BOB, "alices", as_bob.clone()).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(put(BOB, "mine", holidays()).await.status, StatusCode::FORBIDDEN, "acting as alice");
+    assert_eq!(
+        put(BOB, "alices", as_bob.clone()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        put(BOB, "mine", holidays()).await.status,
+        StatusCode::FORBIDDEN,
+        "acting as alice"
+    );
     let deleted = call(&app, Some(BOB), Method::DELETE, "/calendars/alices", None).await;
     assert_eq!(deleted.status, StatusCode::NOT_FOUND);
     // Nor preview with it.
@@ -334,33 +391,54 @@ async fn users_see_and_use_their_own_calendars_and_shared_ones() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.body["error"]["field"], "shared");
     assert_eq!(
-        call(&app, Some(BOB), Method::GET, "/calendars/bobs-shared", None).await.status,
+        call(&app, Some(BOB), Method::GET, "/calendars/bobs-shared", None)
+            .await
+            .status,
         StatusCode::NOT_FOUND,
         "nothing stored"
     );
     let mut company = holidays();
     company["user_id"] = json!("ops");
     company["shared"] = json!(true);
-    assert_eq!(put(ADMIN, "company", company.clone()).await.status, StatusCode::CREATED);
+    assert_eq!(
+        put(ADMIN, "company", company.clone()).await.status,
+        StatusCode::CREATED
+    );
     // Bob reads and uses it, but may not change or delete it.
     assert_eq!(
-        call(&app, Some(BOB), Method::GET, "/calendars/company", None).await.status,
+        call(&app, Some(BOB), Method::GET, "/calendars/company", None)
+            .await
+            .status,
         StatusCode::OK
     );
     let listed = call(&app, Some(BOB), Method::GET, "/calendars", None).await;
     assert_eq!(listed.body["calendars"][0]["name"], "company");
     bobs["exclude_calendars"] = json!(["company"]);
-    let used = call(&app, Some(BOB), Method::POST, "/schedules/upsert", Some(bobs)).await;
+    let used = call(
+        &app,
+        Some(BOB),
+        Method::POST,
+        "/schedules/upsert",
+        Some(bobs),
+    )
+    .await;
     assert_eq!(used.status, StatusCode::CREATED, "{}", used.body);
     assert_eq!(
-        call(&app, Some(BOB), Method::DELETE, "/calendars/company", None).await.status,
+        call(&app, Some(BOB), Method::DELETE, "/calendars/company", None)
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
     // Unsharing it under Bob's schedule is refused, naming the schedule.
     company["shared"] = json!(false);
     let unshare = put(ADMIN, "company", company).await;
     assert_eq!(unshare.status, StatusCode::CONFLICT, "{}", unshare.body);
-    assert!(unshare.body["error"]["message"].as_str().unwrap().contains("bob-s"));
+    assert!(
+        unshare.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bob-s")
+    );
     // The admin sees everything.
     let all = call(&app, Some(ADMIN), Method::GET, "/calendars", None).await;
     assert_eq!(all.body["calendars"].as_array().unwrap().len(), 2);
@@ -396,10 +474,30 @@ async fn preview_and_schedule_views_show_skipped_and_moved_ticks() {
     assert_eq!(
         fates,
         vec![
-            ("2026-12-24T08:00:00Z", "fire", Value::Null, json!("2026-12-24T08:00:00Z")),
-            ("2026-12-25T08:00:00Z", "skipped", json!("calendar"), Value::Null),
-            ("2026-12-28T08:00:00Z", "fire", Value::Null, json!("2026-12-28T08:00:00Z")),
-            ("2026-12-29T08:00:00Z", "fire", Value::Null, json!("2026-12-29T08:00:00Z")),
+            (
+                "2026-12-24T08:00:00Z",
+                "fire",
+                Value::Null,
+                json!("2026-12-24T08:00:00Z")
+            ),
+            (
+                "2026-12-25T08:00:00Z",
+                "skipped",
+                json!("calendar"),
+                Value::Null
+            ),
+            (
+                "2026-12-28T08:00:00Z",
+                "fire",
+                Value::Null,
+                json!("2026-12-28T08:00:00Z")
+            ),
+            (
+                "2026-12-29T08:00:00Z",
+                "fire",
+                Value::Null,
+                json!("2026-12-29T08:00:00Z")
+            ),
         ]
     );
     assert_eq!(next[1]["calendar"], "de");
@@ -412,7 +510,10 @@ async fn preview_and_schedule_views_show_skipped_and_moved_ticks() {
     assert_eq!(christmas["calendar"], "de");
     // Without calendars every tick fires, as before.
     let (_, p) = app
-        .post("/cron/preview", json!({"cron_expr": "0 9 * * *", "count": 2}))
+        .post(
+            "/cron/preview",
+            json!({"cron_expr": "0 9 * * *", "count": 2}),
+        )
         .await;
     assert_eq!(p["next"][0]["outcome"], "fire");
     // An unknown calendar is 422.
@@ -465,13 +566,19 @@ async fn preview_and_schedule_views_show_skipped_and_moved_ticks() {
                    "exclude_calendars": ["soon"]}),
         )
         .await;
-    assert_eq!(s["next_fire_times"], json!([at(2), at(3), at(4), at(5), at(6)]));
+    assert_eq!(
+        s["next_fire_times"],
+        json!([at(2), at(3), at(4), at(5), at(6)])
+    );
     assert_eq!(s["next_ticks"][1]["outcome"], "skipped");
     assert_eq!(s["next_ticks"][1]["fire_at"], Value::Null);
     app.stop().await;
 }
 
-async fn runs_of(app: &TestApp, id: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>, String, Option<String>)> {
+async fn runs_of(
+    app: &TestApp,
+    id: &str,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>, String, Option<String>)> {
     sqlx::query_as(
         "select scheduled_for, fire_at, status, reason from runs where schedule_id = $1 \
          order by scheduled_for",
@@ -486,7 +593,8 @@ async fn runs_of(app: &TestApp, id: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>, 
 async fn the_leader_records_excluded_ticks_skipped_and_launches_nothing_for_them() {
     let mock = Mock::start(Behaviour::default()).await;
     let app = TestApp::spawn_with(|c| launch_config(c, &mock.url)).await;
-    app.put("/workflows/wf/versions/1", json!({"tasks": []})).await;
+    app.put("/workflows/wf/versions/1", json!({"tasks": []}))
+        .await;
     // Today and tomorrow (UTC), so a test running across midnight still sees only
     // excluded ticks.
     let today = Utc::now().date_naive();
@@ -503,14 +611,18 @@ async fn the_leader_records_excluded_ticks_skipped_and_launches_nothing_for_them
     app.create_schedule(json!({"schedule_id": "on", "cron_expr": "* * * * * *",
                                "overlap_policy": "allow"}))
         .await;
-    wait_for("launches of the plain schedule", Duration::from_secs(15), || async {
-        mock.mock
-            .received()
-            .iter()
-            .filter(|r| r.schedule_id.as_deref() == Some("on"))
-            .count()
-            >= 3
-    })
+    wait_for(
+        "launches of the plain schedule",
+        Duration::from_secs(15),
+        || async {
+            mock.mock
+                .received()
+                .iter()
+                .filter(|r| r.schedule_id.as_deref() == Some("on"))
+                .count()
+                >= 3
+        },
+    )
     .await;
     let runs = runs_of(&app, "off").await;
     assert!(runs.len() >= 3, "{runs:?}");

@@ -761,4 +761,13 @@ async fn apply_knows_a_schedules_calendars() {
         .find(|l| l.starts_with("changed"))
         .unwrap_or_else(|| panic!("no changed row:\n{}", third.stdout));
     assert!(line.ends_with("on_excluded"), "{line}");
+    // `get` shows them.
+    let got = ctl(&app, &["schedules", "get", "payroll"]).await.ok();
+    let row = got
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("exclude_calendars"))
+        .unwrap_or_else(|| panic!("no exclude_calendars row:\n{}", got.stdout));
+    assert!(row.ends_with("de"), "{row}");
+    assert!(got.stdout.contains("on_excluded"), "{}", got.stdout);
 }

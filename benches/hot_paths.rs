@@ -21,8 +21,8 @@ use cron_scheduler::{
     launcher::{LaunchSettings, claim},
     schedules::{
         CatchupPolicy, CronSpec, Window,
-        calendar::Exclusions,
         count::{count_ticks, last_ticks_before},
+        exclusions::Exclusions,
     },
     telemetry::Metrics,
 };

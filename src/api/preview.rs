@@ -15,11 +15,9 @@ use super::{
 };
 use crate::schedules::{
     CronSpec, Window,
-    calendar::{
-        CalendarRules, Exclusions, MAX_SCHEDULE_CALENDARS, NextTick, OnExcluded, TickOutcome,
-        check_calendar_name,
-    },
+    calendar::{MAX_SCHEDULE_CALENDARS, check_calendar_name},
     calendar_store,
+    exclusions::{CalendarRules, Exclusions, NextTick, OnExcluded, TickOutcome},
     model::{check_fires_after, validate_exclusions},
     spec::{DstFold, DstGap, DstPolicy},
 };

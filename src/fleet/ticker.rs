@@ -54,9 +54,8 @@ use crate::{
     db::{self, BatchPlan, Channel},
     runs::{RunReason, RunStatus, RunTrigger},
     schedules::{
-        CatchupPolicy, CronSpec, OverlapPolicy, Window,
-        calendar::{CalendarRules, Exclusions, OnExcluded},
-        calendar_store,
+        CatchupPolicy, CronSpec, OverlapPolicy, Window, calendar_store,
+        exclusions::{CalendarRules, Exclusions, OnExcluded},
         spec::{DstFold, DstGap, DstPolicy},
     },
     telemetry::Metrics,

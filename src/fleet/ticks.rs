@@ -51,8 +51,8 @@ use crate::{
     runs::{RunReason, RunStatus, RunTrigger},
     schedules::{
         CatchupPolicy, Window,
-        calendar::{Exclusions, TickFate},
         count::{count_ticks, last_ticks_before},
+        exclusions::{Exclusions, TickFate},
     },
 };
 
@@ -290,7 +290,8 @@ mod tests {
     use super::*;
     use crate::schedules::{
         CronSpec,
-        calendar::{CalendarRules, OnExcluded, Weekday},
+        calendar::Weekday,
+        exclusions::{CalendarRules, OnExcluded},
         spec::cron_steps,
     };
 

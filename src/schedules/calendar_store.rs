@@ -11,7 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{
-    calendar::{Calendar, CalendarRules, CalendarSpec, DateRange, OnExcluded, Weekday},
+    calendar::{Calendar, CalendarSpec, DateRange, Weekday},
+    exclusions::{CalendarRules, OnExcluded},
     spec::parse_timezone,
     store::StoreError,
 };

@@ -3,6 +3,7 @@
 pub mod calendar;
 pub mod calendar_store;
 pub mod count;
+pub mod exclusions;
 pub mod health;
 pub mod model;
 pub mod spec;

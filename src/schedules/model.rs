@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
-use super::calendar::{MAX_SCHEDULE_CALENDARS, NextTick, check_calendar_name};
+use super::calendar::{MAX_SCHEDULE_CALENDARS, check_calendar_name};
+use super::exclusions::NextTick;
 use super::health::ScheduleHealth;
 use super::spec::{CronSpec, DstFold, DstGap, DstPolicy, SpecError, Window};
 pub use crate::field::{

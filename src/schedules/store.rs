@@ -17,8 +17,8 @@ use crate::{
 };
 
 use super::{
-    calendar::{CalendarRules, Exclusions, OnExcluded, upcoming},
     calendar_store,
+    exclusions::{CalendarRules, Exclusions, OnExcluded, upcoming},
     health::{self, ScheduleHealth},
     model::{
         CatchupPolicy, FieldError, NEXT_FIRE_TIMES, OverlapPolicy, Schedule, ScheduleSpec,

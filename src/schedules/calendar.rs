@@ -27,10 +27,7 @@ pub const LAST_YEAR: i32 = 9999;
 
 /// A calendar name: `[A-Za-z0-9._:-]{1,128}`, like a schedule id.
 pub fn check_calendar_name(s: &str) -> Result<(), String> {
-    let ok = (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
+    if crate::field::is_key(s) {
         Ok(())
     } else {
         Err(format!(

@@ -1,4 +1,5 @@
-//! Schedules: the cron dialect, the validated schedule types, and their storage.
+//! Schedules: the cron dialect, the validated schedule types, and their storage; the
+//! calendars schedules name, and what they do to their ticks.
 
 pub mod calendar;
 pub mod calendar_store;

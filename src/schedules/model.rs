@@ -32,10 +32,7 @@ pub struct ScheduleId(String);
 
 impl ScheduleId {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = (1..=128).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if ok {
+        if crate::field::is_key(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err("schedule_id must be 1 to 128 characters from A-Z a-z 0-9 . _ : -".into())

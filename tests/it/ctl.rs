@@ -770,4 +770,18 @@ async fn apply_knows_a_schedules_calendars() {
         .unwrap_or_else(|| panic!("no exclude_calendars row:\n{}", got.stdout));
     assert!(row.ends_with("de"), "{row}");
     assert!(got.stdout.contains("on_excluded"), "{}", got.stdout);
+    // A calendar the server does not know: the refusal names the file and the field.
+    write(
+        dir.path(),
+        "payroll.yaml",
+        &file("skip").replace("[de]", "[nope]"),
+    );
+    let ran = ctl(&app, &["schedules", "apply", "-f", folder]).await;
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("payroll.yaml"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("field exclude_calendars"),
+        "{}",
+        ran.stderr
+    );
 }

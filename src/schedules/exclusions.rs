@@ -245,7 +245,8 @@ pub const UPCOMING_SCAN: usize = 100;
 
 /// A schedule's next `n` ticks from `from` with their fates, and its next `n` fire times
 /// (skipped ticks left out, moved ones at their moved time, in tick order; before jitter),
-/// found among at most [`UPCOMING_SCAN`] ticks.
+/// found among at most [`UPCOMING_SCAN`] ticks, and up to the first tick that finds no
+/// business day to move to (both lists may then be short).
 pub fn upcoming(
     window: &Window,
     exclusions: &Exclusions<'_>,
@@ -259,8 +260,13 @@ pub fn upcoming(
         if ticks.len() < n {
             ticks.push(NextTick::new(t, fate));
         }
-        if let Some(at) = fate.fire_at(t) {
-            fires.push(at);
+        match fate.fire_at(t) {
+            Some(at) => fires.push(at),
+            // A move that found no business day within reach searched a year of days;
+            // the next ticks would search nearly the same year again: stop here, so a
+            // view costs at most one failed search.
+            None if exclusions.on_excluded != OnExcluded::Skip => break,
+            None => {}
         }
         if fires.len() >= n && ticks.len() >= n {
             break;
@@ -500,5 +506,59 @@ mod tests {
                 calendar: "closed"
             }
         );
+    }
+
+    #[test]
+    fn upcoming_lists_fire_times_in_tick_order_and_stops_at_a_failed_search() {
+        let window = |expr: &str| Window {
+            spec: CronSpec::parse(expr, "Europe/Berlin").unwrap(),
+            start_at: None,
+            end_at: None,
+        };
+        let cal = rules("holidays", "Europe/Berlin", &["2026-12-25"], &WEEKEND);
+        let ex = |on| Exclusions {
+            calendars: vec![&cal],
+            on_excluded: on,
+        };
+        let from = t("2026-12-24T00:00:00Z");
+        let w = window("0 9 * * MON-FRI");
+        let (fires, ticks) = upcoming(&w, &ex(OnExcluded::NextBusinessDay), from, 3);
+        assert_eq!(
+            fires,
+            vec![
+                t("2026-12-24T08:00:00Z"),
+                t("2026-12-28T08:00:00Z"),
+                t("2026-12-28T08:00:00Z")
+            ]
+        );
+        assert_eq!(ticks[1].outcome, TickOutcome::Moved);
+        assert_eq!(ticks[1].calendar.as_deref(), Some("holidays"));
+        let (fires, ticks) = upcoming(&w, &ex(OnExcluded::Skip), from, 3);
+        assert_eq!(
+            fires,
+            vec![
+                t("2026-12-24T08:00:00Z"),
+                t("2026-12-28T08:00:00Z"),
+                t("2026-12-29T08:00:00Z")
+            ]
+        );
+        assert_eq!(ticks[1].outcome, TickOutcome::Skipped);
+        assert_eq!(ticks[1].reason, Some(RunReason::Calendar));
+        // Closed for three years: one failed search, then the view stops.
+        let closed = CalendarRules::new(
+            "closed",
+            Tz::UTC,
+            Vec::new(),
+            vec![(d("2026-01-01"), d("2028-12-31"))],
+            &[],
+        );
+        let ex = Exclusions {
+            calendars: vec![&closed],
+            on_excluded: OnExcluded::NextBusinessDay,
+        };
+        let (fires, ticks) = upcoming(&window("0 9 * * *"), &ex, from, 5);
+        assert!(fires.is_empty());
+        assert_eq!(ticks.len(), 1);
+        assert_eq!(ticks[0].outcome, TickOutcome::Skipped);
     }
 }

@@ -547,6 +547,7 @@ struct PlanCounts {
     missed_none: u64,
     missed_uncounted: u64,
     queue_full: u64,
+    calendar: u64,
 }
 
 impl PlanCounts {
@@ -558,7 +559,7 @@ impl PlanCounts {
                 self.queue_full += 1;
             }
             // Ticks a calendar excludes are neither emitted nor missed.
-            (RunStatus::Skipped, _) => {}
+            (RunStatus::Skipped, _) => self.calendar += 1,
             _ => self.missed_none += 1,
         }
     }
@@ -578,6 +579,7 @@ impl PlanCounts {
             &[KeyValue::new("reason", "uncounted")],
         );
         metrics.runs_skipped_queue_full.add(self.queue_full, &[]);
+        metrics.runs_skipped_calendar.add(self.calendar, &[]);
     }
 }
 

@@ -642,6 +642,15 @@ async fn the_leader_records_excluded_ticks_skipped_and_launches_nothing_for_them
             .any(|r| r.schedule_id.as_deref() == Some("off")),
         "the Executor received a run of an excluded day"
     );
+    // And counted.
+    let metrics = app.metrics().await;
+    let counted: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("scheduler_runs_skipped_calendar_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no calendar skip counter:\n{metrics}"));
+    assert!(counted >= 3.0, "{counted}");
     // The runs are listed like any other tick's.
     let (_, page) = app.get("/schedules/off/runs?status=skipped").await;
     assert_eq!(page["runs"][0]["reason"], "calendar");

@@ -276,13 +276,11 @@ impl Ticker {
         };
         // The calendars the batch's schedules name: one query, none when no schedule names
         // one.
-        let mut names: Vec<String> = due
-            .iter()
-            .flat_map(|s| s.exclude_calendars.iter().cloned())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        let calendars = calendar_store::rules(&mut *tx, &names).await?;
+        let calendars = calendar_store::rules_named_in(
+            &mut *tx,
+            due.iter().map(|s| s.exclude_calendars.as_slice()),
+        )
+        .await?;
         let notify_within = TimeDelta::from_std(self.settings.notify_within)?;
         let settings = self.settings.clone();
         let planned = tokio::task::spawn_blocking(move || {

@@ -25,7 +25,7 @@
 //!   leader's batches, instead of being written in the last two seconds.
 //!
 //! - **calendars** (the schedule's `exclude_calendars`, resolved by the ticker, see
-//!   [`crate::schedules::calendar`]): a fresh tick on an excluded date is written
+//!   [`crate::schedules::exclusions`]): a fresh tick on an excluded date is written
 //!   `skipped` (reason `calendar`, `fire_at` = the tick) under `on_excluded = skip`, or
 //!   `pending` at its moved time (plus the tick's jitter) under `next_business_day` /
 //!   `previous_business_day`, keeping its `scheduled_for`. A tick moved earlier is written
@@ -40,8 +40,9 @@
 //! The plan also says when the leader should look at the schedule again (`claim_at`: its
 //! next tick's effective time, the earlier of the tick and its moved time, minus that
 //! tick's lead). Moves are limited to fixed-time-of-day schedules, so effective times stay
-//! in tick order and the first tick not planned is the next one due. A plan stops after [`MAX_TICKS_PER_PLAN`] ticks; the
-//! schedule is then claimable again at once and the next batch goes on.
+//! in tick order and the first tick not planned is the next one due. A plan stops after
+//! [`MAX_TICKS_PER_PLAN`] ticks; the schedule is then claimable again at once and the next
+//! batch goes on.
 
 use std::time::Duration;
 

@@ -333,6 +333,21 @@ where
     rules_visible_to(conn, names, None).await
 }
 
+/// [`rules`] of every calendar the lists name (one query for all; none when no list names
+/// one): the `exclude_calendars` of a batch or a page of schedules.
+pub async fn rules_named_in<'a, 'c, E>(
+    conn: E,
+    lists: impl IntoIterator<Item = &'a [String]>,
+) -> Result<HashMap<String, CalendarRules>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    let mut names: Vec<String> = lists.into_iter().flatten().cloned().collect();
+    names.sort_unstable();
+    names.dedup();
+    rules(conn, &names).await
+}
+
 /// [`rules`], of the calendars among `names` that `viewer` may see (its own and shared
 /// ones; all for `None`).
 pub async fn rules_visible_to<'c, E>(

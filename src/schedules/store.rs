@@ -184,13 +184,7 @@ async fn calendars_of<'c, E>(conn: E, rows: &[&ScheduleRow]) -> Result<Calendars
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
 {
-    let mut names: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.exclude_calendars.iter().cloned())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    calendar_store::rules(conn, &names).await
+    calendar_store::rules_named_in(conn, rows.iter().map(|r| r.exclude_calendars.as_slice())).await
 }
 
 async fn db_now(tx: &mut Transaction<'_, Postgres>) -> Result<DateTime<Utc>, sqlx::Error> {

@@ -197,8 +197,7 @@ pub async fn put(
             if !others.is_empty() {
                 return Err(CalendarError::InUse(format!(
                     "calendar {name:?} is used by schedules of users other than {:?} ({}): \
-                     it must stay shared (and they must stop naming it before it changes owner \
-                     or stops being shared)",
+                     it stays shared, and keeps its owner, while they name it",
                     spec.user_id,
                     listed(&others, 5)
                 )));

@@ -110,6 +110,7 @@ pub struct PreviewResponse {
         (status = 200, body = PreviewResponse),
         (status = 400, body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, description = "Database unavailable (looking up exclude_calendars)", body = ErrorBody),
     )
 )]
 pub async fn preview(

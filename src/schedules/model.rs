@@ -99,7 +99,8 @@ pub struct ScheduleRequest {
     #[schema(value_type = Option<DstFold>)]
     pub dst_fold: Option<String>,
     /// Names of calendars (the schedule user's own, or shared) whose excluded dates this
-    /// schedule does not fire on; at most 8, default none (docs/CRON.md, "Calendars").
+    /// schedule does not fire on; at most 8, default none (docs/CRON.md, "Calendars and
+    /// business days").
     #[schema(max_items = 8, example = json!(["de-holidays"]))]
     pub exclude_calendars: Option<Vec<String>>,
     /// What an excluded tick does: `skip` (default; the run ends `skipped`, reason

@@ -22,6 +22,7 @@ use cron_scheduler::{
     schedules::{
         CatchupPolicy, CronSpec, Window,
         count::{count_ticks, last_ticks_before},
+        exclusions::Exclusions,
     },
     telemetry::Metrics,
 };
@@ -119,6 +120,7 @@ fn plan_batch(c: &mut Criterion) {
                         max: Duration::from_secs(600),
                     },
                     &limits(),
+                    &Exclusions::none(),
                 );
                 runs += p.runs.len();
             }

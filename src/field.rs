@@ -67,6 +67,14 @@ pub fn validate_instant(t: DateTime<Utc>, field: &'static str) -> Result<(), Fie
     }
 }
 
+/// Whether `s` can be a key of a stored resource (a schedule id, a calendar name):
+/// `[A-Za-z0-9._:-]{1,128}`, the schema's CHECK pattern.
+pub fn is_key(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 /// Workflow versions are positive 32-bit integers.
 pub fn validate_version(v: i64) -> Result<i32, FieldError> {
     i32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {

@@ -25,6 +25,47 @@ text_enum!(
 );
 
 text_enum!(
+    /// What happens to a tick on a date one of its schedule's calendars excludes: `skip`
+    /// it (the run ends `skipped`, reason `calendar`), or move its run, once, to the same
+    /// wall time on the next or previous business day (docs/CRON.md, "Calendars").
+    #[derive(Default)]
+    OnExcluded {
+        #[default]
+        Skip = "skip",
+        NextBusinessDay = "next_business_day",
+        PreviousBusinessDay = "previous_business_day",
+    }
+);
+
+text_enum!(
+    /// A day of the week, as a calendar's `weekly_off` names it.
+    Weekday {
+        Mon = "mon",
+        Tue = "tue",
+        Wed = "wed",
+        Thu = "thu",
+        Fri = "fri",
+        Sat = "sat",
+        Sun = "sun",
+    }
+);
+
+impl Weekday {
+    /// Days since Monday (0..=6), as `chrono::Weekday::num_days_from_monday`.
+    pub fn days_from_monday(self) -> u32 {
+        match self {
+            Weekday::Mon => 0,
+            Weekday::Tue => 1,
+            Weekday::Wed => 2,
+            Weekday::Thu => 3,
+            Weekday::Fri => 4,
+            Weekday::Sat => 5,
+            Weekday::Sun => 6,
+        }
+    }
+}
+
+text_enum!(
     /// Where a run is in its life: `pending` → `launching` → `running` → `succeeded` |
     /// `failed` | `timed_out`; or it ends `skipped`, `missed`, `cancelled` or
     /// `failed_launch` without running.
@@ -84,6 +125,9 @@ text_enum!(
         WorkflowNotFound = "workflow_not_found",
         /// `failed_launch`: the Executor refused it (a 4xx).
         Rejected = "rejected",
+        /// `skipped`: its date is excluded by a calendar of its schedule (`on_excluded =
+        /// skip`, or no business day to move to within 366 days).
+        Calendar = "calendar",
     }
 );
 

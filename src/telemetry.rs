@@ -70,6 +70,9 @@ pub struct Metrics {
     /// `scheduler_runs_skipped_queue_full_total`: ticks of `queue` schedules skipped
     /// because `SCHEDULER_MAX_QUEUED` runs already wait.
     pub runs_skipped_queue_full: Counter<u64>,
+    /// `scheduler_runs_skipped_calendar_total`: ticks written `skipped` because a calendar
+    /// of their schedule excludes their date.
+    pub runs_skipped_calendar: Counter<u64>,
     /// `scheduler_runs_failed_launch_total{reason}`.
     pub runs_failed_launch: Counter<u64>,
     /// `scheduler_runs_launched_total`: launches the Executor accepted.
@@ -143,6 +146,12 @@ impl Metrics {
                 .u64_counter("scheduler_runs_skipped_queue_full")
                 .with_description(
                     "Ticks skipped because their queue schedule had too many runs waiting",
+                )
+                .build(),
+            runs_skipped_calendar: meter
+                .u64_counter("scheduler_runs_skipped_calendar")
+                .with_description(
+                    "Ticks skipped because a calendar of their schedule excludes their date",
                 )
                 .build(),
             runs_failed_launch: meter
@@ -252,6 +261,7 @@ impl Metrics {
         for counter in [
             &self.runs_skipped_overlap,
             &self.runs_skipped_queue_full,
+            &self.runs_skipped_calendar,
             &self.runs_launched,
             &self.runs_deleted,
             &self.leader_elections,

@@ -11,14 +11,17 @@
 //! and printed (`cargo nextest run --no-capture --test properties`). `PROPTEST_CASES`
 //! overrides them for a longer hunt.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use cron_scheduler::{
     api::{
         auth::TokenSet,
         error::ApiError,
-        extract::{JsonBody, parse_json},
+        extract::parse_json,
         launch::{BackfillRequest, CompleteRequest},
         preview::{self, PreviewRequest},
         schedules::PauseRequest,
@@ -384,8 +387,8 @@ fn parse_everything(bytes: &[u8], now: DateTime<Utc>) -> Result<(), TestCaseErro
         Err(e) => refused_as_client_error(e)?,
     }
     match parse_json::<PreviewRequest>(bytes) {
-        Ok(req) => match futures::executor::block_on(preview::preview(JsonBody(req))) {
-            Ok(axum::Json(resp)) => {
+        Ok(req) => match preview::answer(req, &HashMap::new()) {
+            Ok(resp) => {
                 prop_assert!(resp.next.windows(2).all(|w| w[0].utc < w[1].utc));
             }
             Err(e) => refused_as_client_error(e)?,
@@ -471,9 +474,10 @@ fn preview_counts_and_instants_never_panic() {
                 from,
                 dst_gap: None,
                 dst_fold: None,
+                exclude_calendars: None,
+                on_excluded: None,
             };
-            let Ok(axum::Json(resp)) = futures::executor::block_on(preview::preview(JsonBody(req)))
-            else {
+            let Ok(resp) = preview::answer(req, &HashMap::new()) else {
                 return Ok(false);
             };
             prop_assert!(resp.next.len() <= 100);
@@ -545,4 +549,121 @@ fn the_instant_strategy_reaches_the_ends_of_time() {
         far_future |= t > DateTime::<Utc>::MAX_UTC - TimeDelta::days(400);
     }
     assert!(far_past && far_future);
+}
+
+/// Calendars and business-day moves, for random daily schedules and calendars in zones
+/// with DST gaps and folds (New York, Lord Howe's 30 minutes, Chatham) and without: a tick
+/// fires only when no calendar excludes it; a moved run lands, in the promised direction,
+/// on an instant no calendar excludes, at the schedule's wall time (or the first instant
+/// after a gap); and the runs' fire times stay in tick order (why moves are limited to
+/// fixed-time schedules).
+#[test]
+fn calendar_moves_land_on_business_days_in_tick_order() {
+    use chrono::{LocalResult, NaiveDate, TimeZone, Timelike};
+    use cron_scheduler::schedules::{
+        calendar::Weekday,
+        exclusions::{CalendarRules, Exclusions, OnExcluded, TickFate},
+    };
+    const ZONES: [&str; 6] = [
+        "UTC",
+        "America/New_York",
+        "Europe/Berlin",
+        "Australia/Lord_Howe",
+        "Pacific/Chatham",
+        "Asia/Kolkata",
+    ];
+    let calendar = (
+        0..ZONES.len(),
+        prop::collection::vec(0..120_i64, 0..40),
+        prop::collection::vec((0..120_i64, 0..10_i64), 0..4),
+        0..127_u8,
+    );
+    let case = (
+        0..ZONES.len(),
+        0..24_u32,
+        prop_oneof![Just(0_u32), Just(30), 0..60_u32],
+        0..365_i64,
+        prop::collection::vec(calendar, 1..3),
+        any::<bool>(),
+    );
+    check(
+        "calendar moves",
+        300,
+        1.0,
+        case,
+        |(zone, hour, minute, start, calendars, forward)| {
+            let base = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+            let rules: Vec<CalendarRules> = calendars
+                .iter()
+                .enumerate()
+                .map(|(i, (z, dates, ranges, off))| {
+                    let day = |n: i64| base + TimeDelta::days(start + n);
+                    let weekly: Vec<Weekday> = Weekday::ALL
+                        .iter()
+                        .copied()
+                        .filter(|d| off & (1 << d.days_from_monday()) != 0)
+                        .collect();
+                    CalendarRules::new(
+                        &format!("c{i}"),
+                        ZONES[*z].parse().unwrap(),
+                        dates.iter().map(|n| day(*n)).collect(),
+                        ranges
+                            .iter()
+                            .map(|(a, len)| (day(*a), day(a + len)))
+                            .collect(),
+                        &weekly,
+                    )
+                })
+                .collect();
+            let exclusions = Exclusions {
+                calendars: rules.iter().collect(),
+                on_excluded: if forward {
+                    OnExcluded::NextBusinessDay
+                } else {
+                    OnExcluded::PreviousBusinessDay
+                },
+            };
+            let spec = CronSpec::parse(&format!("{minute} {hour} * * *"), ZONES[zone]).unwrap();
+            let tz = spec.timezone();
+            let from = (base + TimeDelta::days(start))
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc();
+            let mut last_fire: Option<DateTime<Utc>> = None;
+            for t in spec.iter_from(from).take(60) {
+                let fate = exclusions.fate(t, &spec);
+                let fire = match fate {
+                    TickFate::Fire => {
+                        prop_assert!(exclusions.excluded_by(t).is_none(), "{t} fires excluded");
+                        t
+                    }
+                    TickFate::Skipped { .. } => {
+                        prop_assert!(exclusions.excluded_by(t).is_some(), "{t} skipped");
+                        continue;
+                    }
+                    TickFate::Moved { to, .. } => {
+                        prop_assert!(exclusions.excluded_by(t).is_some(), "{t} moved");
+                        prop_assert!(exclusions.excluded_by(to).is_none(), "{t} -> {to}");
+                        prop_assert!(if forward { to > t } else { to < t }, "{t} -> {to}");
+                        let local = to.with_timezone(&tz);
+                        let wall = local.date_naive().and_hms_opt(hour, minute, 0).unwrap();
+                        let in_gap = matches!(tz.from_local_datetime(&wall), LocalResult::None);
+                        prop_assert!(
+                            in_gap || (local.hour(), local.minute()) == (hour, minute),
+                            "{t} -> {to} ({local}) is not at {hour}:{minute}"
+                        );
+                        to
+                    }
+                };
+                if let Some(last) = last_fire {
+                    prop_assert!(
+                        fire >= last,
+                        "fire times out of tick order: {last} then {fire}"
+                    );
+                }
+                last_fire = Some(fire);
+            }
+            Ok(true)
+        },
+    );
 }

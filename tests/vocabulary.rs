@@ -7,7 +7,9 @@
 
 use std::{collections::BTreeSet, path::Path};
 
-use cron_scheduler::kinds::{CatchupPolicy, OverlapPolicy, RunReason, RunStatus, RunTrigger};
+use cron_scheduler::kinds::{
+    CatchupPolicy, OnExcluded, OverlapPolicy, RunReason, RunStatus, RunTrigger, Weekday,
+};
 
 /// Quoted words in SQL that are not stored states: settings, table names, special values.
 const OTHER_WORDS: &[&str] = &[
@@ -37,6 +39,8 @@ fn vocabulary() -> BTreeSet<String> {
     words.extend(RunReason::ALL.iter().map(|v| v.as_str().to_owned()));
     words.extend(OverlapPolicy::ALL.iter().map(|v| v.as_str().to_owned()));
     words.extend(CatchupPolicy::ALL.iter().map(|v| v.as_str().to_owned()));
+    words.extend(OnExcluded::ALL.iter().map(|v| v.as_str().to_owned()));
+    words.extend(Weekday::ALL.iter().map(|v| v.as_str().to_owned()));
     words
 }
 

@@ -3,6 +3,7 @@
 //! (`/ui`, [`ui`]), a client of that API served from files embedded in the binary.
 
 pub mod auth;
+pub mod calendars;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -87,6 +88,10 @@ impl AppState {
         schedules::list_schedules,
         schedules::pause_schedule,
         schedules::delete_schedule,
+        calendars::put_calendar,
+        calendars::get_calendar,
+        calendars::list_calendars,
+        calendars::delete_calendar,
         workflows::put_workflow_version,
         workflows::get_workflow_version,
         preview::preview,
@@ -114,6 +119,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
         .merge(schedules::router())
+        .merge(calendars::router())
         .merge(workflows::router())
         .merge(preview::router())
         .merge(runs::router())

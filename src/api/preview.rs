@@ -1,21 +1,37 @@
 //! `POST /cron/preview`: what a cron expression or an interval means and when it fires,
 //! before storing it.
 
-use axum::{Json, Router, routing::post};
+use std::collections::HashMap;
+
+use axum::{Json, Router, extract::State, routing::post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
     AppState,
+    auth::Caller,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{JsonBody, parse_param},
 };
 use crate::schedules::{
     Window,
-    model::{check_fires_after, rule},
+    calendar::{MAX_SCHEDULE_CALENDARS, check_calendar_name},
+    calendar_store,
+    exclusions::{CalendarRules, Exclusions, NextTick, OnExcluded, TickOutcome},
+    model::{check_fires_after, rule, validate_exclusions},
     spec::{DstFold, DstGap, DstPolicy},
 };
+
+fn unknown_calendar(name: &str) -> ApiError {
+    ApiError::invalid(
+        "exclude_calendars",
+        format!(
+            "exclude_calendars: no calendar {name:?} you may use (it does not exist, or it is \
+             another user's and not shared)"
+        ),
+    )
+}
 
 /// Most fire times one preview returns.
 pub const MAX_PREVIEW_COUNT: i64 = 100;
@@ -53,14 +69,32 @@ pub struct PreviewRequest {
     /// The schedule's DST policy for a fold: `once` or `twice`.
     #[schema(value_type = Option<DstFold>)]
     pub dst_fold: Option<String>,
+    /// Calendars to check the ticks against (the caller's own or shared ones), at most 8.
+    #[schema(max_items = 8)]
+    pub exclude_calendars: Option<Vec<String>>,
+    /// `skip` (default), `next_business_day` or `previous_business_day`, as for a schedule.
+    #[schema(value_type = Option<OnExcluded>)]
+    pub on_excluded: Option<String>,
 }
 
+/// One tick: its instant, and what the calendars make of it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FireTime {
-    /// The instant, in UTC.
+    /// The tick, in UTC.
     pub utc: DateTime<Utc>,
     /// The same instant in the expression's timezone, with its offset.
     pub local: String,
+    /// `fire`, `skipped` (a calendar excludes it, `on_excluded = skip`, or no business day
+    /// within 366 days) or `moved`.
+    pub outcome: TickOutcome,
+    /// When its run fires (before jitter): the tick, or its moved time; `null` if skipped.
+    pub fire_at: Option<DateTime<Utc>>,
+    /// `fire_at` in the expression's timezone.
+    pub fire_at_local: Option<String>,
+    /// `calendar` when a calendar excludes the tick, else `null`.
+    pub reason: Option<crate::kinds::RunReason>,
+    /// The calendar that excludes the tick, else `null`.
+    pub calendar: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,8 +110,10 @@ pub struct PreviewResponse {
     pub next: Vec<FireTime>,
 }
 
-/// Describe a cron expression and list its next fire times. An expression that never
-/// fires from `from` on (`0 0 30 2 *`) is 422, as it is for an upsert.
+/// Describe a cron expression and list its next ticks; with `exclude_calendars`, each
+/// tick's fate (fires, skipped or moved, and by which calendar). An expression that never
+/// fires from `from` on (`0 0 30 2 *`) is 422, as it is for an upsert; so is a calendar the
+/// caller may not see (`exclude_calendars`).
 #[utoipa::path(
     post, path = "/cron/preview", tag = "cron",
     request_body = PreviewRequest,
@@ -86,9 +122,33 @@ pub struct PreviewResponse {
         (status = 200, body = PreviewResponse),
         (status = 400, body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, description = "Database unavailable (looking up exclude_calendars)", body = ErrorBody),
     )
 )]
-pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<PreviewResponse>> {
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<PreviewRequest>,
+) -> ApiResult<Json<PreviewResponse>> {
+    // Look up only names that can be calendars' (`answer` refuses the others, naming the
+    // field): the caller's own calendars and shared ones (all for an admin).
+    let names = req.exclude_calendars.as_deref().unwrap_or_default();
+    let lookup = names.len() <= MAX_SCHEDULE_CALENDARS
+        && names.iter().all(|n| check_calendar_name(n).is_ok());
+    let calendars = if lookup {
+        calendar_store::rules_visible_to(&state.pool, names, caller.user_scope()).await?
+    } else {
+        HashMap::new()
+    };
+    answer(req, &calendars).map(Json)
+}
+
+/// The preview of `req`, with `calendars` holding the rules of the calendars it names that
+/// the caller may use (a name missing from it is 422). Pure: no I/O.
+pub fn answer(
+    req: PreviewRequest,
+    calendars: &HashMap<String, CalendarRules>,
+) -> ApiResult<PreviewResponse> {
     let gap = parse_param(req.dst_gap.as_deref(), "dst_gap", "shift or skip", |v| {
         v.parse::<DstGap>().ok()
     })?;
@@ -103,6 +163,8 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         DstPolicy { gap, fold },
     )
     .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let (names, on_excluded) =
+        validate_exclusions(req.exclude_calendars, req.on_excluded.as_deref(), &spec)?;
     let count = req.count.unwrap_or(5);
     if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
         return Err(ApiError::invalid(
@@ -119,22 +181,34 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         end_at: None,
     };
     check_fires_after(&window, from).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    let spec = window.spec;
+    if let Some(name) = names.iter().find(|n| !calendars.contains_key(*n)) {
+        return Err(unknown_calendar(name));
+    }
+    let exclusions = Exclusions::resolve(&names, on_excluded, |n| calendars.get(n));
+    let spec = &window.spec;
     let tz = spec.timezone();
     let next = spec
         .iter_from(from)
         .take(usize::try_from(count).expect("bounded"))
-        .map(|utc| FireTime {
-            utc,
-            local: utc.with_timezone(&tz).to_rfc3339(),
+        .map(|utc| {
+            let tick = NextTick::new(utc, exclusions.fate(utc, spec));
+            FireTime {
+                utc,
+                local: utc.with_timezone(&tz).to_rfc3339(),
+                outcome: tick.outcome,
+                fire_at: tick.fire_at,
+                fire_at_local: tick.fire_at.map(|f| f.with_timezone(&tz).to_rfc3339()),
+                reason: tick.reason,
+                calendar: tick.calendar,
+            }
         })
         .collect();
-    Ok(Json(PreviewResponse {
+    Ok(PreviewResponse {
         cron_expr: spec.expr().map(str::to_owned),
         interval: spec.interval().map(|i| i.text()),
         anchor: spec.interval().map(|i| i.anchor()),
         timezone: tz.name().to_owned(),
         description: spec.describe(),
         next,
-    }))
+    })
 }

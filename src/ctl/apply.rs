@@ -171,7 +171,10 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
     };
     // PostgreSQL keeps microseconds; sqlx truncates to them.
     let stored = |t: Option<DateTime<Utc>>| t.map(|t| t.trunc_subsecs(6));
-    let checks: [(&'static str, bool); 15] = [
+    let calendars: Option<Vec<&str>> = have["exclude_calendars"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    let checks: [(&'static str, bool); 17] = [
         (
             "workflow_id",
             text("workflow_id").as_deref() == Some(&spec.workflow_id),
@@ -223,6 +226,20 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
         (
             "dst_fold",
             text("dst_fold").as_deref() == spec.window.spec.dst().fold.map(|f| f.as_str()),
+        ),
+        (
+            "exclude_calendars",
+            // A server without calendars holds none.
+            calendars.unwrap_or_default()
+                == spec
+                    .exclude_calendars
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+        ),
+        (
+            "on_excluded",
+            text("on_excluded").as_deref().unwrap_or("skip") == spec.on_excluded.as_str(),
         ),
     ];
     checks

@@ -289,6 +289,8 @@ fn schedule_view(s: &Value) -> String {
         "catchup_policy",
         "dst_gap",
         "dst_fold",
+        "exclude_calendars",
+        "on_excluded",
         "paused",
         "status",
         "health",

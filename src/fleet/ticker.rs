@@ -24,7 +24,9 @@
 //!    next batch). A `queue` schedule with
 //!    `SCHEDULER_MAX_QUEUED` runs already pending gets its further ticks written `skipped`
 //!    (reason `queue_full`): a schedule stuck behind a run that never ends cannot pile up
-//!    an unbounded queue.
+//!    an unbounded queue. The calendars the claimed schedules name are loaded first, in
+//!    one query for the batch (none when no schedule names one): planning applies them
+//!    (see [`super::ticks`]).
 //! 4. One `insert ... select from unnest(...)` of every run, `on conflict (schedule_id,
 //!    scheduled_for)`: an existing row is left alone (invariant 1), except a tick cancelled
 //!    by a pause, spec change or delete, which is revived when the new spec has it again.
@@ -52,7 +54,8 @@ use crate::{
     db::{self, BatchPlan, Channel},
     runs::{RunReason, RunStatus, RunTrigger},
     schedules::{
-        CatchupPolicy, CronSpec, OverlapPolicy, Window,
+        CatchupPolicy, CronSpec, OverlapPolicy, Window, calendar_store,
+        exclusions::{CalendarRules, Exclusions, OnExcluded},
         spec::{DstFold, DstGap, DstPolicy},
     },
     telemetry::Metrics,
@@ -143,10 +146,13 @@ struct DueSchedule {
     next_due_at: DateTime<Utc>,
     dst_gap: Option<DstGap>,
     dst_fold: Option<DstFold>,
+    exclude_calendars: Vec<String>,
+    on_excluded: OnExcluded,
 }
 
-const DUE_COLUMNS: &str = "schedule_id, cron_expr, interval_seconds, anchor, timezone, start_at, end_at, jitter_ms, \
-    catchup_policy, overlap_policy, next_due_at, dst_gap, dst_fold";
+const DUE_COLUMNS: &str = "schedule_id, cron_expr, interval_seconds, anchor, timezone, start_at, \
+    end_at, jitter_ms, catchup_policy, overlap_policy, next_due_at, dst_gap, dst_fold, \
+    exclude_calendars, on_excluded";
 
 /// The ticker of one leadership term: its settings and the claim size it has learnt.
 pub struct Ticker {
@@ -270,12 +276,20 @@ impl Ticker {
             .into_iter()
             .collect()
         };
+        // The calendars the batch's schedules name: one query, none when no schedule names
+        // one.
+        let calendars = calendar_store::rules_named_in(
+            &mut *tx,
+            due.iter().map(|s| s.exclude_calendars.as_slice()),
+        )
+        .await?;
         let notify_within = TimeDelta::from_std(self.settings.notify_within)?;
         let settings = self.settings.clone();
-        let planned =
-            tokio::task::spawn_blocking(move || plan_batch(&due, &queued, now, &settings))
-                .await
-                .map_err(|e| anyhow::anyhow!("planning failed: {e}"))?;
+        let planned = tokio::task::spawn_blocking(move || {
+            plan_batch(&due, &queued, &calendars, now, &settings)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("planning failed: {e}"))?;
         outcome.planned = planned.schedules.schedule_id.len();
 
         if !planned.runs.run_id.is_empty() {
@@ -417,6 +431,7 @@ impl PlannedBatch {
 fn plan_batch(
     due: &[DueSchedule],
     queued: &HashMap<String, i64>,
+    calendars: &HashMap<String, CalendarRules>,
     now: DateTime<Utc>,
     settings: &TickSettings,
 ) -> PlannedBatch {
@@ -454,6 +469,8 @@ fn plan_batch(
             start_at: s.start_at,
             end_at: s.end_at,
         };
+        let exclusions =
+            Exclusions::resolve(&s.exclude_calendars, s.on_excluded, |n| calendars.get(n));
         let mut p = plan(
             &s.schedule_id,
             &window,
@@ -463,6 +480,7 @@ fn plan_batch(
             now,
             &lead,
             &settings.limits,
+            &exclusions,
         );
         if s.overlap_policy == OverlapPolicy::Queue {
             let mut waiting = queued.get(&s.schedule_id).copied().unwrap_or(0);
@@ -537,6 +555,7 @@ struct PlanCounts {
     missed_none: u64,
     missed_uncounted: u64,
     queue_full: u64,
+    calendar: u64,
 }
 
 impl PlanCounts {
@@ -544,7 +563,11 @@ impl PlanCounts {
         match (r.status, r.trigger) {
             (RunStatus::Pending, RunTrigger::Schedule) => self.scheduled += 1,
             (RunStatus::Pending, _) => self.catchup += 1,
-            (RunStatus::Skipped, _) => self.queue_full += 1,
+            (RunStatus::Skipped, _) if r.reason == Some(RunReason::QueueFull) => {
+                self.queue_full += 1;
+            }
+            // Ticks a calendar excludes are neither emitted nor missed.
+            (RunStatus::Skipped, _) => self.calendar += 1,
             _ => self.missed_none += 1,
         }
     }
@@ -564,6 +587,7 @@ impl PlanCounts {
             &[KeyValue::new("reason", "uncounted")],
         );
         metrics.runs_skipped_queue_full.add(self.queue_full, &[]);
+        metrics.runs_skipped_calendar.add(self.calendar, &[]);
     }
 }
 

@@ -24,9 +24,25 @@
 //!   schedules due at midnight is in the database long before midnight, spread over the
 //!   leader's batches, instead of being written in the last two seconds.
 //!
+//! - **calendars** (the schedule's `exclude_calendars`, resolved by the ticker, see
+//!   [`crate::schedules::exclusions`]): a fresh tick on an excluded date is written
+//!   `skipped` (reason `calendar`, `fire_at` = the tick) under `on_excluded = skip`, or
+//!   `pending` at its moved time (plus the tick's jitter) under `next_business_day` /
+//!   `previous_business_day`, keeping its `scheduled_for`. A tick moved earlier is written
+//!   once its *moved* time is within its lead; a tick moved later once its own time is (so
+//!   the row exists from the tick on). A tick moved to an instant already past the misfire
+//!   grace (a schedule created after that moment) is written `skipped` (`calendar`).
+//!   Among the missed ticks that get rows, an excluded one under `skip` is `skipped`
+//!   (`calendar`) instead of missed, and a moved one whose moved time is not past the
+//!   grace is `pending` at that time; the missed ticks that are only counted are counted
+//!   without looking at calendars.
+//!
 //! The plan also says when the leader should look at the schedule again (`claim_at`: its
-//! next tick minus that tick's lead). A plan stops after [`MAX_TICKS_PER_PLAN`] ticks; the
-//! schedule is then claimable again at once and the next batch goes on.
+//! next tick's effective time, the earlier of the tick and its moved time, minus that
+//! tick's lead). Moves are limited to fixed-time-of-day schedules, so effective times stay
+//! in tick order and the first tick not planned is the next one due. A plan stops after
+//! [`MAX_TICKS_PER_PLAN`] ticks; the schedule is then claimable again at once and the next
+//! batch goes on.
 
 use std::time::Duration;
 
@@ -37,6 +53,7 @@ use crate::{
     schedules::{
         CatchupPolicy, Window,
         count::{count_ticks, last_ticks_before},
+        exclusions::{Exclusions, TickFate},
     },
 };
 
@@ -134,6 +151,17 @@ pub fn fire_at(
     }
 }
 
+/// A tick a calendar excludes, recorded `skipped` at its own time.
+fn calendar_skip(t: DateTime<Utc>) -> PlannedRun {
+    PlannedRun {
+        scheduled_for: t,
+        fire_at: t,
+        status: RunStatus::Skipped,
+        trigger: RunTrigger::Schedule,
+        reason: Some(RunReason::Calendar),
+    }
+}
+
 /// What to write for one schedule: see the module docs.
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
@@ -145,6 +173,7 @@ pub fn plan(
     now: DateTime<Utc>,
     lead: &Lead,
     limits: &CatchupLimits,
+    exclusions: &Exclusions<'_>,
 ) -> Plan {
     let grace = TimeDelta::from_std(limits.misfire_grace).unwrap_or(TimeDelta::MAX);
     let missed_before = now - grace;
@@ -164,6 +193,23 @@ pub fn plan(
         plan.uncounted_exact = counted.exact;
         let n = latest.len();
         for (k, t) in latest.into_iter().enumerate() {
+            match exclusions.fate(t, &window.spec) {
+                TickFate::Skipped { .. } => {
+                    plan.runs.push(calendar_skip(t));
+                    continue;
+                }
+                TickFate::Moved { to, .. } if to >= missed_before => {
+                    plan.runs.push(PlannedRun {
+                        scheduled_for: t,
+                        fire_at: to + jitter_offset(schedule_id, t, jitter_ms),
+                        status: RunStatus::Pending,
+                        trigger: RunTrigger::Schedule,
+                        reason: None,
+                    });
+                    continue;
+                }
+                _ => {}
+            }
             let (status, fire, reason) = match catchup {
                 CatchupPolicy::None => (RunStatus::Missed, t, Some(RunReason::CatchupNone)),
                 CatchupPolicy::FireImmediately => (RunStatus::Pending, now, None),
@@ -196,9 +242,19 @@ pub fn plan(
         let following = ticks.next();
         plan.steps += 1;
         let lead_t = lead.of(t, following);
-        if t > now + lead_t {
+        let fate = if exclusions.is_empty() {
+            TickFate::Fire
+        } else {
+            exclusions.fate(t, &window.spec)
+        };
+        // When the tick needs its row: by its own time, or by its moved time if earlier.
+        let effective = match fate {
+            TickFate::Moved { to, .. } => to.min(t),
+            _ => t,
+        };
+        if effective > now + lead_t {
             plan.next_due_at = Some(t);
-            plan.claim_at = Some(t - lead_t);
+            plan.claim_at = Some(effective - lead_t);
             return plan;
         }
         if fresh == MAX_TICKS_PER_PLAN {
@@ -206,12 +262,23 @@ pub fn plan(
             plan.next_due_at = Some(t);
             return plan;
         }
-        plan.runs.push(PlannedRun {
-            scheduled_for: t,
-            fire_at: fire_at(schedule_id, t, following, jitter_ms),
-            status: RunStatus::Pending,
-            trigger: RunTrigger::Schedule,
-            reason: None,
+        plan.runs.push(match fate {
+            TickFate::Fire => PlannedRun {
+                scheduled_for: t,
+                fire_at: fire_at(schedule_id, t, following, jitter_ms),
+                status: RunStatus::Pending,
+                trigger: RunTrigger::Schedule,
+                reason: None,
+            },
+            TickFate::Skipped { .. } => calendar_skip(t),
+            TickFate::Moved { to, .. } if to < missed_before => calendar_skip(t),
+            TickFate::Moved { to, .. } => PlannedRun {
+                scheduled_for: t,
+                fire_at: to + jitter_offset(schedule_id, t, jitter_ms),
+                status: RunStatus::Pending,
+                trigger: RunTrigger::Schedule,
+                reason: None,
+            },
         });
         fresh += 1;
         current = following;
@@ -222,7 +289,12 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedules::{CronSpec, spec::cron_steps};
+    use crate::schedules::{
+        CronSpec,
+        calendar::Weekday,
+        exclusions::{CalendarRules, OnExcluded},
+        spec::cron_steps,
+    };
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -262,6 +334,7 @@ mod tests {
             t(now),
             &lead(),
             &limits(max),
+            &Exclusions::none(),
         )
     }
 
@@ -325,6 +398,7 @@ mod tests {
                 max: Duration::from_secs(600),
             },
             &limits(10),
+            &Exclusions::none(),
         );
         assert_eq!(p.runs.len(), 11);
         for r in &p.runs {
@@ -538,6 +612,7 @@ mod tests {
                     now,
                     &lead(),
                     &limits,
+                    &Exclusions::none(),
                 );
                 let steps = cron_steps() - before;
                 assert!(
@@ -567,6 +642,7 @@ mod tests {
                 max: Duration::from_secs(5 * 3600),
             },
             &limits(10),
+            &Exclusions::none(),
         );
         assert_eq!(p.runs.len(), 3, "00:00, 01:00 and 02:00 (end inclusive)");
         assert_eq!(p.next_due_at, None, "completed");
@@ -586,6 +662,7 @@ mod tests {
                 max: Duration::from_secs(3600),
             },
             &limits(10),
+            &Exclusions::none(),
         );
         assert_eq!(p.runs.len(), MAX_TICKS_PER_PLAN);
         assert_eq!(p.next_due_at, Some(t("2030-01-01T00:08:32Z")));
@@ -608,11 +685,221 @@ mod tests {
                 max: Duration::from_secs(48 * 3600),
             },
             &limits(10),
+            &Exclusions::none(),
         );
         let got: Vec<_> = p.runs.iter().map(|r| r.scheduled_for).collect();
         assert_eq!(
             got,
             vec![t("2026-03-08T07:00:00Z"), t("2026-03-09T06:30:00Z")]
         );
+    }
+
+    /// `0 9 * * MON-FRI` in Berlin (09:00 CET is 08:00Z) with a holiday calendar (weekends
+    /// off, the dates given), planned at `now` from `next_due`.
+    fn holiday_plan(dates: &[&str], on: OnExcluded, next_due: &str, now: &str) -> Plan {
+        let cal = CalendarRules::new(
+            "holidays",
+            "Europe/Berlin".parse().unwrap(),
+            dates.iter().map(|d| d.parse().unwrap()).collect(),
+            Vec::new(),
+            &[Weekday::Sat, Weekday::Sun],
+        );
+        plan(
+            "s",
+            &window("0 9 * * MON-FRI", "Europe/Berlin"),
+            0,
+            CatchupPolicy::None,
+            t(next_due),
+            t(now),
+            &lead(),
+            &limits(10),
+            &Exclusions {
+                calendars: vec![&cal],
+                on_excluded: on,
+            },
+        )
+    }
+
+    /// A planned run as (scheduled_for, fire_at, status, reason).
+    type Row = (DateTime<Utc>, DateTime<Utc>, RunStatus, Option<RunReason>);
+
+    fn rows(p: &Plan) -> Vec<Row> {
+        p.runs
+            .iter()
+            .map(|r| (r.scheduled_for, r.fire_at, r.status, r.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_holiday_tick_is_recorded_skipped_with_reason_calendar() {
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::Skip,
+            "2026-12-25T08:00:00Z",
+            "2026-12-25T07:55:00Z",
+        );
+        let christmas = t("2026-12-25T08:00:00Z");
+        assert_eq!(
+            rows(&p),
+            vec![(
+                christmas,
+                christmas,
+                RunStatus::Skipped,
+                Some(RunReason::Calendar)
+            )]
+        );
+        assert_eq!(p.next_due_at, Some(t("2026-12-28T08:00:00Z")));
+        assert_eq!(p.claim_at, Some(t("2026-12-28T07:50:00Z")));
+    }
+
+    #[test]
+    fn next_business_day_moves_the_run_across_the_weekend_and_a_holiday() {
+        let christmas = t("2026-12-25T08:00:00Z");
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::NextBusinessDay,
+            "2026-12-25T08:00:00Z",
+            "2026-12-25T07:55:00Z",
+        );
+        assert_eq!(
+            rows(&p),
+            vec![(
+                christmas,
+                t("2026-12-28T08:00:00Z"),
+                RunStatus::Pending,
+                None
+            )],
+            "written at the tick, firing on Monday"
+        );
+        let p = holiday_plan(
+            &["2026-12-25", "2026-12-28"],
+            OnExcluded::NextBusinessDay,
+            "2026-12-25T08:00:00Z",
+            "2026-12-25T07:55:00Z",
+        );
+        assert_eq!(
+            rows(&p),
+            vec![(
+                christmas,
+                t("2026-12-29T08:00:00Z"),
+                RunStatus::Pending,
+                None
+            )]
+        );
+        // Monday's own tick moves too, to the same Tuesday instant: both runs exist.
+        let p = holiday_plan(
+            &["2026-12-25", "2026-12-28"],
+            OnExcluded::NextBusinessDay,
+            "2026-12-28T08:00:00Z",
+            "2026-12-28T07:55:00Z",
+        );
+        assert_eq!(
+            rows(&p),
+            vec![(
+                t("2026-12-28T08:00:00Z"),
+                t("2026-12-29T08:00:00Z"),
+                RunStatus::Pending,
+                None
+            )]
+        );
+    }
+
+    #[test]
+    fn previous_business_day_writes_the_moved_run_in_time() {
+        // The day before: Thursday's tick is looked at 10 minutes ahead.
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::PreviousBusinessDay,
+            "2026-12-24T08:00:00Z",
+            "2026-12-23T12:00:00Z",
+        );
+        assert!(p.runs.is_empty());
+        assert_eq!(p.claim_at, Some(t("2026-12-24T07:50:00Z")));
+        // Then Thursday's tick and Friday's, moved onto Thursday, are written together.
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::PreviousBusinessDay,
+            "2026-12-24T08:00:00Z",
+            "2026-12-24T07:50:00Z",
+        );
+        let thursday = t("2026-12-24T08:00:00Z");
+        assert_eq!(
+            rows(&p),
+            vec![
+                (thursday, thursday, RunStatus::Pending, None),
+                (
+                    t("2026-12-25T08:00:00Z"),
+                    thursday,
+                    RunStatus::Pending,
+                    None
+                ),
+            ]
+        );
+        assert_eq!(p.next_due_at, Some(t("2026-12-28T08:00:00Z")));
+        // A tick moved earlier is looked at by its moved time: with Monday the 28th a
+        // holiday too, Monday's tick moves back across the weekend and Christmas to
+        // Thursday the 24th, so the leader looks at it by Thursday 07:50Z.
+        let p = holiday_plan(
+            &["2026-12-25", "2026-12-28"],
+            OnExcluded::PreviousBusinessDay,
+            "2026-12-28T08:00:00Z",
+            "2026-12-23T12:00:00Z",
+        );
+        assert!(p.runs.is_empty());
+        assert_eq!(p.next_due_at, Some(t("2026-12-28T08:00:00Z")));
+        assert_eq!(p.claim_at, Some(t("2026-12-24T07:50:00Z")));
+    }
+
+    #[test]
+    fn missed_ticks_follow_the_calendar() {
+        // An outage from Monday the 21st to Monday the 28th, 07:00Z (before that day's tick).
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::Skip,
+            "2026-12-21T08:00:00Z",
+            "2026-12-28T07:00:00Z",
+        );
+        let got = rows(&p);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(
+            got[4],
+            (
+                t("2026-12-25T08:00:00Z"),
+                t("2026-12-25T08:00:00Z"),
+                RunStatus::Skipped,
+                Some(RunReason::Calendar)
+            ),
+            "skipped by the calendar, not missed"
+        );
+        assert!(got[..4].iter().all(|r| r.2 == RunStatus::Missed));
+        // Moved onto Monday 08:00Z, still ahead: pending at that time.
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::NextBusinessDay,
+            "2026-12-21T08:00:00Z",
+            "2026-12-28T07:00:00Z",
+        );
+        assert_eq!(
+            rows(&p)[4],
+            (
+                t("2026-12-25T08:00:00Z"),
+                t("2026-12-28T08:00:00Z"),
+                RunStatus::Pending,
+                None
+            )
+        );
+        assert_eq!(p.next_due_at, Some(t("2026-12-28T08:00:00Z")));
+        // Moved onto a time already past: missed under catchup_policy none.
+        let p = holiday_plan(
+            &["2026-12-25"],
+            OnExcluded::NextBusinessDay,
+            "2026-12-21T08:00:00Z",
+            "2026-12-28T09:00:00Z",
+        );
+        let friday = rows(&p)
+            .into_iter()
+            .find(|r| r.0 == t("2026-12-25T08:00:00Z"))
+            .unwrap();
+        assert_eq!(friday.2, RunStatus::Missed);
     }
 }

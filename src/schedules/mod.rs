@@ -1,6 +1,10 @@
-//! Schedules: the cron dialect, the validated schedule types, and their storage.
+//! Schedules: the cron dialect, the validated schedule types, and their storage; the
+//! calendars schedules name, and what they do to their ticks.
 
+pub mod calendar;
+pub mod calendar_store;
 pub mod count;
+pub mod exclusions;
 pub mod health;
 pub mod interval;
 pub mod model;

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
+use super::calendar::{MAX_SCHEDULE_CALENDARS, check_calendar_name};
+use super::exclusions::NextTick;
 use super::health::ScheduleHealth;
 use super::interval::{Interval, parse_period};
 use super::spec::{CronSpec, DstFold, DstGap, DstPolicy, SpecError, Window};
@@ -13,7 +15,7 @@ pub use crate::field::{
     FieldError, MAX_NAME_LEN, validate_instant, validate_name, validate_version,
 };
 use crate::kinds::RunStatus;
-pub use crate::kinds::{CatchupPolicy, OverlapPolicy};
+pub use crate::kinds::{CatchupPolicy, OnExcluded, OverlapPolicy};
 
 /// Largest `jitter_ms`: one hour.
 pub const MAX_JITTER_MS: i64 = 3_600_000;
@@ -31,10 +33,7 @@ pub struct ScheduleId(String);
 
 impl ScheduleId {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = (1..=128).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if ok {
+        if crate::field::is_key(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err("schedule_id must be 1 to 128 characters from A-Z a-z 0-9 . _ : -".into())
@@ -109,6 +108,20 @@ pub struct ScheduleRequest {
     /// `twice`. Unset: a fixed-time tick fires once, an interval tick twice.
     #[schema(value_type = Option<DstFold>)]
     pub dst_fold: Option<String>,
+    /// Names of calendars (the schedule user's own, or shared) whose excluded dates this
+    /// schedule does not fire on; at most 8, default none (docs/CRON.md, "Calendars and
+    /// business days").
+    #[schema(max_items = 8, example = json!(["de-holidays"]))]
+    pub exclude_calendars: Option<Vec<String>>,
+    /// What an excluded tick does: `skip` (default; the run ends `skipped`, reason
+    /// `calendar`), or `next_business_day` / `previous_business_day` (the run moves, once,
+    /// to the same wall time on that day; only for expressions firing at one fixed time
+    /// of day).
+    #[schema(value_type = Option<OnExcluded>)]
+    pub on_excluded: Option<String>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub next_ticks: Option<IgnoredAny>,
     #[schema(ignore)]
     #[serde(default)]
     pub status: Option<IgnoredAny>,
@@ -187,18 +200,72 @@ pub struct ScheduleSpec {
     pub overlap_policy: OverlapPolicy,
     pub catchup_policy: CatchupPolicy,
     pub paused: bool,
+    /// Calendar names, in the order given, without duplicates.
+    pub exclude_calendars: Vec<String>,
+    pub on_excluded: OnExcluded,
 }
 
 impl ScheduleSpec {
     /// Whether `self` and `other` produce different runs (so pending runs of the old one
-    /// must be cancelled). Policies and `paused` do not change what a tick is.
+    /// must be cancelled). Policies and `paused` do not change what a tick is; calendars
+    /// do (a tick may be skipped or move).
     pub fn changes_ticks(&self, other: &ScheduleSpec) -> bool {
         self.workflow_id != other.workflow_id
             || self.version != other.version
             || self.user_id != other.user_id
             || self.window != other.window
             || self.jitter_ms != other.jitter_ms
+            || self.exclude_calendars != other.exclude_calendars
+            || self.on_excluded != other.on_excluded
     }
+}
+
+/// `exclude_calendars` and `on_excluded` as a request gives them, checked against the
+/// expression `spec` (a move needs one fixed time of day). Shared by upserts and previews.
+pub fn validate_exclusions(
+    names: Option<Vec<String>>,
+    on_excluded: Option<&str>,
+    spec: &CronSpec,
+) -> Result<(Vec<String>, OnExcluded), FieldError> {
+    let names = names.unwrap_or_default();
+    if names.len() > MAX_SCHEDULE_CALENDARS {
+        return Err(FieldError::new(
+            "exclude_calendars",
+            format!(
+                "exclude_calendars names {} calendars; at most {MAX_SCHEDULE_CALENDARS}",
+                names.len()
+            ),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        check_calendar_name(name)
+            .map_err(|m| FieldError::new("exclude_calendars", format!("exclude_calendars: {m}")))?;
+        if names[..i].contains(name) {
+            return Err(FieldError::new(
+                "exclude_calendars",
+                format!("exclude_calendars names {name:?} twice"),
+            ));
+        }
+    }
+    let on_excluded = match on_excluded {
+        Some(v) => v
+            .parse::<OnExcluded>()
+            .map_err(|m| FieldError::new("on_excluded", format!("on_excluded {m}")))?,
+        None => OnExcluded::Skip,
+    };
+    if on_excluded != OnExcluded::Skip && spec.fixed_time_of_day().is_none() {
+        return Err(FieldError::new(
+            "on_excluded",
+            format!(
+                "on_excluded {} needs a cron_expr that fires at one fixed time of day \
+                 (like \"0 9 * * MON-FRI\"): moving the ticks of {:?}, which fires several \
+                 times a day, would reorder them; use on_excluded \"skip\"",
+                on_excluded.as_str(),
+                spec.expr()
+            ),
+        ));
+    }
+    Ok((names, on_excluded))
 }
 
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T, FieldError> {
@@ -235,6 +302,8 @@ impl ScheduleRequest {
             },
         };
         let spec = rule(self.cron_expr, self.interval, self.anchor, &timezone, dst)?;
+        let (exclude_calendars, on_excluded) =
+            validate_exclusions(self.exclude_calendars, self.on_excluded.as_deref(), &spec)?;
         for (t, field) in [(self.start_at, "start_at"), (self.end_at, "end_at")] {
             if let Some(t) = t {
                 validate_instant(t, field)?;
@@ -278,6 +347,8 @@ impl ScheduleRequest {
             overlap_policy,
             catchup_policy,
             paused: self.paused.unwrap_or(false),
+            exclude_calendars,
+            on_excluded,
         })
     }
 }
@@ -382,8 +453,16 @@ pub struct Schedule {
     pub dst_gap: Option<DstGap>,
     pub dst_fold: Option<DstFold>,
     pub status: ScheduleStatus,
-    /// The next nominal fire times (UTC, before jitter); empty when paused or completed.
+    /// Calendars whose excluded dates the schedule does not fire on.
+    pub exclude_calendars: Vec<String>,
+    /// What an excluded tick does: `skip`, `next_business_day` or `previous_business_day`.
+    pub on_excluded: OnExcluded,
+    /// When the next runs fire (UTC, before jitter), in tick order: ticks a calendar skips
+    /// are left out, moved ones are at their moved time; empty when paused or completed.
     pub next_fire_times: Vec<DateTime<Utc>>,
+    /// The next ticks, each with its fate under the schedule's calendars; empty when
+    /// paused or completed.
+    pub next_ticks: Vec<NextTick>,
     /// Missed ticks given no run row (catch-up writes at most `SCHEDULER_MAX_CATCHUP_RUNS`
     /// rows per outage; the earlier ticks are counted here).
     pub missed_uncounted: i64,

@@ -654,6 +654,16 @@ fn instant_at(tz: Tz, wall: NaiveDateTime, seconds: i64) -> Option<DateTime<Utc>
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// The instant of the wall time `wall` in `tz` as a fixed-time tick has it: its first pass
+/// when it happens twice (a fall-back fold), the first instant after the gap when it does
+/// not exist (a spring-forward gap). `None` only at the ends of time.
+pub fn local_instant(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => Some(d.with_timezone(&Utc)),
+        LocalResult::None => gap_end(tz, wall),
+    }
+}
+
 /// The first instant after the spring-forward gap that holds the wall time `wall` (which
 /// does not exist in `tz`).
 fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {

@@ -5,7 +5,7 @@
 //! "Now" is always the database's `now()` (invariant 3): the API computes a new schedule's
 //! first due tick from the same clock the leader uses to decide due-ness.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -17,6 +17,8 @@ use crate::{
 };
 
 use super::{
+    calendar_store,
+    exclusions::{CalendarRules, Exclusions, OnExcluded, upcoming},
     health::{self, ScheduleHealth},
     model::{
         CatchupPolicy, FieldError, NEXT_FIRE_TIMES, OverlapPolicy, Schedule, ScheduleSpec,
@@ -47,7 +49,7 @@ fn columns(late_after: Duration) -> String {
     format!(
         "schedule_id, workflow_id, version, user_id, cron_expr, interval_seconds, anchor, timezone, \
          start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-         dst_gap, dst_fold, missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
+         dst_gap, dst_fold, exclude_calendars, on_excluded, missed_uncounted, missed_uncounted_exact, created_at, updated_at, now() as db_now, \
          exists (select 1 from workflow_versions w where w.workflow_id = schedules.workflow_id \
            and w.version = schedules.version) as workflow_stored, {}",
         health::columns("schedules", late_after)
@@ -73,6 +75,8 @@ struct ScheduleRow {
     next_due_at: Option<DateTime<Utc>>,
     dst_gap: Option<DstGap>,
     dst_fold: Option<DstFold>,
+    exclude_calendars: Vec<String>,
+    on_excluded: OnExcluded,
     missed_uncounted: i64,
     missed_uncounted_exact: bool,
     created_at: DateTime<Utc>,
@@ -86,7 +90,9 @@ struct ScheduleRow {
 }
 
 impl ScheduleRow {
-    fn into_schedule(self) -> Result<Schedule, StoreError> {
+    /// The schedule as the API shows it; `calendars` holds (at least) the rules of the
+    /// calendars it names.
+    fn into_schedule(self, calendars: &Calendars) -> Result<Schedule, StoreError> {
         let window = self.window()?;
         let (overlap_policy, catchup_policy) = (self.overlap_policy, self.catchup_policy);
         let interval = window.spec.interval().map(|i| i.text());
@@ -98,13 +104,13 @@ impl ScheduleRow {
         } else {
             ScheduleStatus::Active
         };
-        let next_fire_times = if status == ScheduleStatus::Active {
-            window
-                .ticks_from(self.db_now)
-                .take(NEXT_FIRE_TIMES)
-                .collect()
+        let (next_fire_times, next_ticks) = if status == ScheduleStatus::Active {
+            let exclusions = Exclusions::resolve(&self.exclude_calendars, self.on_excluded, |n| {
+                calendars.get(n)
+            });
+            upcoming(&window, &exclusions, self.db_now, NEXT_FIRE_TIMES)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let warnings = if self.workflow_stored {
             Vec::new()
@@ -132,7 +138,10 @@ impl ScheduleRow {
             catchup_policy,
             paused: self.paused,
             status,
+            exclude_calendars: self.exclude_calendars,
+            on_excluded: self.on_excluded,
             next_fire_times,
+            next_ticks,
             missed_uncounted: self.missed_uncounted,
             missed_uncounted_exact: self.missed_uncounted_exact,
             created_at: self.created_at,
@@ -167,6 +176,17 @@ impl ScheduleRow {
             end_at: self.end_at,
         })
     }
+}
+
+/// Calendar rules by name.
+type Calendars = HashMap<String, CalendarRules>;
+
+/// The rules of every calendar `rows` name (one query, none when no row names one).
+async fn calendars_of<'c, E>(conn: E, rows: &[&ScheduleRow]) -> Result<Calendars, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    calendar_store::rules_named_in(conn, rows.iter().map(|r| r.exclude_calendars.as_slice())).await
 }
 
 async fn db_now(tx: &mut Transaction<'_, Postgres>) -> Result<DateTime<Utc>, sqlx::Error> {
@@ -227,6 +247,7 @@ pub async fn upsert(
             return Err(StoreError::NotVisible(id.to_owned()));
         }
     }
+    calendar_store::lock_for_schedule(&mut tx, &spec.exclude_calendars, &spec.user_id).await?;
 
     let (next_due_at, created, changed) = match &existing {
         None => {
@@ -240,6 +261,8 @@ pub async fn upsert(
                 version: row.version,
                 user_id: row.user_id.clone(),
                 jitter_ms: row.jitter_ms,
+                exclude_calendars: row.exclude_calendars.clone(),
+                on_excluded: row.on_excluded,
                 ..spec.clone()
             };
             let resumes = row.paused && !spec.paused;
@@ -258,8 +281,9 @@ pub async fn upsert(
         let inserted = sqlx::query(
             "insert into schedules (schedule_id, workflow_id, version, user_id, cron_expr, timezone, \
                start_at, end_at, jitter_ms, overlap_policy, catchup_policy, paused, next_due_at, \
-               dst_gap, dst_fold, interval_seconds, anchor) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+               dst_gap, dst_fold, interval_seconds, anchor, exclude_calendars, on_excluded) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+               $18, $19) \
              on conflict (schedule_id) do nothing",
         )
         .bind(id)
@@ -279,6 +303,8 @@ pub async fn upsert(
         .bind(spec.window.spec.dst().fold)
         .bind(spec.window.spec.interval().map(|i| i.period_seconds()))
         .bind(spec.window.spec.interval().map(|i| i.anchor()))
+        .bind(&spec.exclude_calendars)
+        .bind(spec.on_excluded)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -303,6 +329,7 @@ pub async fn upsert(
                claim_at = case when $14 then '-infinity' else claim_at end, \
                spec_generation = spec_generation + case when $14 then 1 else 0 end, \
                dst_gap = $15, dst_fold = $16, interval_seconds = $17, anchor = $18, \
+               exclude_calendars = $19, on_excluded = $20, \
                updated_at = now() \
              where schedule_id = $1",
         )
@@ -324,6 +351,8 @@ pub async fn upsert(
         .bind(spec.window.spec.dst().fold)
         .bind(spec.window.spec.interval().map(|i| i.period_seconds()))
         .bind(spec.window.spec.interval().map(|i| i.anchor()))
+        .bind(&spec.exclude_calendars)
+        .bind(spec.on_excluded)
         .execute(&mut *tx)
         .await?;
     }
@@ -333,8 +362,9 @@ pub async fn upsert(
         .ok_or_else(|| {
             StoreError::Corrupt(id.to_owned(), "vanished inside its transaction".into())
         })?;
+    let calendars = calendars_of(&mut *tx, &[&row]).await?;
     tx.commit().await?;
-    Ok((row.into_schedule()?, created))
+    Ok((row.into_schedule(&calendars)?, created))
 }
 
 pub async fn get(
@@ -349,7 +379,9 @@ pub async fn get(
     .bind(schedule_id)
     .fetch_optional(pool)
     .await?;
-    row.map(ScheduleRow::into_schedule).transpose()
+    let Some(row) = row else { return Ok(None) };
+    let calendars = calendars_of(pool, &[&row]).await?;
+    row.into_schedule(&calendars).map(Some)
 }
 
 /// Filters of `GET /schedules`.
@@ -399,7 +431,7 @@ pub async fn list(
         .fetch_all(pool)
         .await?;
         let has_more = rows.len() > limit;
-        let schedules = into_schedules(rows, limit)?;
+        let schedules = into_schedules(pool, rows, limit).await?;
         let next = has_more
             .then(|| schedules.last().map(|s| s.schedule_id.clone()))
             .flatten();
@@ -428,7 +460,7 @@ pub async fn list(
     .fetch_all(pool)
     .await?;
     let has_more = rows.len() > limit;
-    let schedules = into_schedules(rows, limit)?;
+    let schedules = into_schedules(pool, rows, limit).await?;
     let next = if has_more {
         schedules.last().map(|s| s.schedule_id.clone())
     } else if examined.len() as i64 == HEALTH_SCAN {
@@ -439,10 +471,15 @@ pub async fn list(
     Ok((schedules, next))
 }
 
-fn into_schedules(rows: Vec<ScheduleRow>, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+async fn into_schedules(
+    pool: &PgPool,
+    rows: Vec<ScheduleRow>,
+    limit: usize,
+) -> Result<Vec<Schedule>, StoreError> {
+    let rows: Vec<ScheduleRow> = rows.into_iter().take(limit).collect();
+    let calendars = calendars_of(pool, &rows.iter().collect::<Vec<_>>()).await?;
     rows.into_iter()
-        .take(limit)
-        .map(ScheduleRow::into_schedule)
+        .map(|r| r.into_schedule(&calendars))
         .collect()
 }
 
@@ -488,8 +525,9 @@ pub async fn set_paused(
     let row = select_for_update(&mut tx, schedule_id, late_after)
         .await?
         .ok_or_else(|| StoreError::Corrupt(schedule_id.to_owned(), "vanished".into()))?;
+    let calendars = calendars_of(&mut *tx, &[&row]).await?;
     tx.commit().await?;
-    row.into_schedule().map(Some)
+    row.into_schedule(&calendars).map(Some)
 }
 
 /// Deletes a schedule and cancels its pending runs; its run history stays readable by run

@@ -719,3 +719,69 @@ async fn apply_takes_the_fleets_default_policies_from_the_server() {
     assert_eq!(stored["overlap_policy"], "allow");
     app.stop().await;
 }
+
+/// A file naming calendars: a second apply of it is unchanged; a change of `on_excluded`
+/// is reported by name.
+#[tokio::test]
+async fn apply_knows_a_schedules_calendars() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app
+        .put(
+            "/calendars/de",
+            serde_json::json!({"user_id": "alice", "excluded_dates": ["2026-12-25"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let dir = tempfile::tempdir().unwrap();
+    let file = |on: &str| {
+        format!(
+            "schedule_id: payroll\nworkflow_id: payroll\nversion: 1\nuser_id: alice\n\
+             cron_expr: 0 9 * * 1-5\nexclude_calendars: [de]\non_excluded: {on}\n"
+        )
+    };
+    write(dir.path(), "payroll.yaml", &file("next_business_day"));
+    let folder = dir.path().to_str().unwrap();
+    let first = ctl(&app, &["schedules", "apply", "-f", folder, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(actions(&first), pairs(&[("payroll", "created")]));
+    let (_, stored) = app.get("/schedules/payroll").await;
+    assert_eq!(stored["exclude_calendars"], serde_json::json!(["de"]));
+    let second = ctl(&app, &["schedules", "apply", "-f", folder, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(actions(&second), pairs(&[("payroll", "unchanged")]));
+    write(dir.path(), "payroll.yaml", &file("skip"));
+    let third = ctl(&app, &["schedules", "apply", "-f", folder]).await.ok();
+    let line = third
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("changed"))
+        .unwrap_or_else(|| panic!("no changed row:\n{}", third.stdout));
+    assert!(line.ends_with("on_excluded"), "{line}");
+    // `get` shows them.
+    let got = ctl(&app, &["schedules", "get", "payroll"]).await.ok();
+    let row = got
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("exclude_calendars"))
+        .unwrap_or_else(|| panic!("no exclude_calendars row:\n{}", got.stdout));
+    assert!(row.ends_with("de"), "{row}");
+    assert!(got.stdout.contains("on_excluded"), "{}", got.stdout);
+    // A calendar the server does not know: the refusal names the file and the field.
+    write(
+        dir.path(),
+        "payroll.yaml",
+        &file("skip").replace("[de]", "[nope]"),
+    );
+    let ran = ctl(&app, &["schedules", "apply", "-f", folder]).await;
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("payroll.yaml"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("field exclude_calendars"),
+        "{}",
+        ran.stderr
+    );
+}

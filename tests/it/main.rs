@@ -1,6 +1,7 @@
 //! Integration tests over real HTTP against a real PostgreSQL (see `common`).
 
 mod bad_input;
+mod calendars;
 mod common;
 mod console;
 mod ctl;

@@ -643,6 +643,10 @@ async function schedulePage(id, params) {
       "DST",
       `gap: ${s.dst_gap || "default"}, fold: ${s.dst_fold || "default"}`,
     ],
+    [
+      "Calendars",
+      `${(s.exclude_calendars || []).join(", ") || "none"}; on excluded: ${s.on_excluded || "skip"}`,
+    ],
     ["Last fire", s.last_fire_at ? [utc(s.last_fire_at), ` (${relative(s.last_fire_at)})`] : "never"],
     ["Missed, not recorded", `${s.missed_uncounted}${s.missed_uncounted_exact ? "" : " or more"}`],
     ["Created", utc(s.created_at)],

@@ -278,6 +278,10 @@ async fn the_console_in_a_real_browser() {
         page.contains("gap: default, fold: twice"),
         "the DST policy: {page}"
     );
+    assert!(
+        page.contains("none; on excluded: skip"),
+        "the calendars: {page}"
+    );
     let described = browser.text_of("#description").await;
     let words = description(&app, "0 30 6 * * MON-FRI", "Europe/London").await;
     assert!(described.starts_with(&words), "{described:?} / {words:?}");

@@ -4,9 +4,11 @@
 //! then SIGCONT, killing a follower, a silent partition of the leader's database traffic,
 //! cutting a replica's connections, taking the Executor down and up, and crashing
 //! PostgreSQL. Then it lets the fleet settle and checks every tick of every schedule
-//! (every-second cron schedules and interval schedules, their ticks computed from their
-//! rules): exactly one run row, delivered to the Executor, none missing, none at an instant
-//! that is not a tick. It prints takeover times
+//! (every-second cron schedules, interval schedules and calendar schedules, their ticks
+//! computed from their rules): exactly one run row, none missing, none at an instant that
+//! is not a tick; each tick's row as its calendar says (today is a holiday: `skipped` with
+//! reason `calendar`, or pending at tomorrow's same time for `next_business_day`); every
+//! run that came due delivered to the Executor. It prints takeover times
 //! per fault and the duplicate deliveries the Executor saw (harmless: same key).
 
 use std::{
@@ -20,9 +22,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use chrono::{NaiveDate, Timelike};
 use cron_scheduler::{
+    kinds::{OnExcluded, RunReason, RunStatus},
     mock_executor::Behaviour,
-    schedules::{CronSpec, Window, interval::Interval},
+    schedules::{
+        CronSpec, Window,
+        exclusions::{CalendarRules, Exclusions, TickFate},
+        interval::Interval,
+    },
 };
 
 use super::{
@@ -45,6 +53,12 @@ pub struct DrillArgs {
     /// anchored at a different second).
     #[arg(long, default_value_t = 8)]
     pub intervals: usize,
+    /// Calendar schedules besides, half and half: every-second schedules whose calendar
+    /// excludes today (every tick recorded `skipped`, reason `calendar`), and fixed-time
+    /// schedules due during the drill that move to the next business day (one pending run
+    /// each, at tomorrow's same time).
+    #[arg(long, default_value_t = 8)]
+    pub calendar_schedules: usize,
     /// Leader lease in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub lease_ms: u64,
@@ -83,6 +97,7 @@ pub struct DrillReport {
     replicas: usize,
     schedules: usize,
     interval_schedules: usize,
+    calendar_schedules: usize,
     faults: BTreeMap<String, FaultStats>,
     leader_kills_and_freezes: usize,
     ticks_checked: i64,
@@ -91,6 +106,12 @@ pub struct DrillReport {
     missing_ticks: i64,
     /// Run rows at an instant that is not one of their schedule's ticks.
     unexpected_ticks: i64,
+    /// Ticks a calendar excludes, recorded `skipped` (reason `calendar`).
+    calendar_skipped: i64,
+    /// Ticks a calendar moved, pending at their moved time.
+    calendar_moved: i64,
+    /// Rows whose status or fire time is not what the calendar says of their tick.
+    wrong_calendar_fates: i64,
     undelivered_runs: usize,
     executor_requests: u64,
     duplicate_deliveries: u64,
@@ -112,9 +133,15 @@ impl Rng {
     }
 }
 
-/// The drill's schedules: id, the rule part of its upsert body, and its ticks as the lab
-/// computes them (to check the rows against).
-fn drill_schedules(args: &DrillArgs) -> anyhow::Result<Vec<(String, serde_json::Value, Window)>> {
+/// The drill's schedules: id, the rule part of its upsert body, its ticks as the lab
+/// computes them (to check the rows against), and what its holiday does (`None`: it names
+/// no calendar). `now` places the fixed-time calendar schedules' ticks inside the drill.
+type DrillSchedule = (String, serde_json::Value, Window, Option<OnExcluded>);
+
+/// A run row as the check reads it: tick, status, reason, fire time.
+type TickRow = (DateTime<Utc>, RunStatus, Option<RunReason>, DateTime<Utc>);
+
+fn drill_schedules(args: &DrillArgs, now: DateTime<Utc>) -> anyhow::Result<Vec<DrillSchedule>> {
     let window = |spec: CronSpec| Window {
         spec,
         start_at: None,
@@ -126,6 +153,31 @@ fn drill_schedules(args: &DrillArgs) -> anyhow::Result<Vec<(String, serde_json::
             format!("d{i}"),
             serde_json::json!({"cron_expr": "* * * * * *"}),
             window(CronSpec::parse("* * * * * *", "UTC")?),
+            None,
+        ));
+    }
+    let skipping = args.calendar_schedules.div_ceil(2);
+    for i in 0..skipping {
+        out.push((
+            format!("c{i}"),
+            serde_json::json!({"cron_expr": "* * * * * *", "exclude_calendars": ["drill-holiday"]}),
+            window(CronSpec::parse("* * * * * *", "UTC")?),
+            Some(OnExcluded::Skip),
+        ));
+    }
+    // Fixed-time ticks spread over the drill, from 20 s in to 10 s before its end.
+    let moving = args.calendar_schedules - skipping;
+    let span = i64::try_from(args.duration)?.saturating_sub(30).max(1);
+    for i in 0..moving {
+        let offset = 20 + span * i64::try_from(i)? / i64::try_from(moving.max(1))?;
+        let at = now + chrono::TimeDelta::seconds(offset);
+        let expr = format!("{} {} {} * * *", at.second(), at.minute(), at.hour());
+        out.push((
+            format!("m{i}"),
+            serde_json::json!({"cron_expr": expr, "exclude_calendars": ["drill-holiday"],
+                               "on_excluded": "next_business_day"}),
+            window(CronSpec::parse(&expr, "UTC")?),
+            Some(OnExcluded::NextBusinessDay),
         ));
     }
     for i in 0..args.intervals {
@@ -139,6 +191,7 @@ fn drill_schedules(args: &DrillArgs) -> anyhow::Result<Vec<(String, serde_json::
                 Interval::new(period, Some(anchor)).map_err(anyhow::Error::msg)?,
                 "UTC",
             )?),
+            None,
         ));
     }
     Ok(out)
@@ -212,8 +265,22 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         .send()
         .await?
         .error_for_status()?;
-    let schedules = drill_schedules(&args)?;
-    for (id, body, _) in &schedules {
+    // The calendar: today (the database's UTC date) is a holiday.
+    let today: NaiveDate = sqlx::query_scalar("select (now() at time zone 'UTC')::date")
+        .fetch_one(&db.pool)
+        .await?;
+    http.put(format!("{api}/calendars/drill-holiday"))
+        .json(&serde_json::json!({"user_id": "drill", "timezone": "UTC",
+                                   "excluded_dates": [today.to_string()]}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let holiday = CalendarRules::new("drill-holiday", chrono_tz::UTC, vec![today], vec![], &[]);
+    let db_now: DateTime<Utc> = sqlx::query_scalar("select now()")
+        .fetch_one(&db.pool)
+        .await?;
+    let schedules = drill_schedules(&args, db_now)?;
+    for (id, body, _, _) in &schedules {
         let mut body = body.clone();
         body["schedule_id"] = serde_json::json!(id);
         for (k, v) in [
@@ -235,8 +302,8 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         .fetch_one(&db.pool)
         .await?;
     println!(
-        "drill: {} replicas, {} every-second and {} interval schedules, {} s of faults",
-        args.replicas, args.schedules, args.intervals, args.duration
+        "drill: {} replicas, {} every-second, {} interval and {} calendar schedules, {} s of faults",
+        args.replicas, args.schedules, args.intervals, args.calendar_schedules, args.duration
     );
 
     let mut rng =
@@ -345,8 +412,10 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         .await?;
     let settle = Instant::now() + Duration::from_secs(180);
     loop {
+        // Runs moved to the next business day wait until tomorrow: not due here.
         let open: i64 = sqlx::query_scalar(
-            "select count(*) from runs where scheduled_for <= $1 and status in ('pending', 'launching')",
+            "select count(*) from runs where scheduled_for <= $1 and status in ('pending', 'launching') \
+             and fire_at < now() + interval '1 hour'",
         )
         .bind(cutoff)
         .fetch_one(&db.pool)
@@ -362,25 +431,53 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
     let mut ticks_checked = 0i64;
     let mut missing = 0i64;
     let mut unexpected = 0i64;
-    for (id, _, window) in &schedules {
-        let present: Vec<DateTime<Utc>> = sqlx::query_scalar(
-            "select distinct scheduled_for from runs where schedule_id = $1 \
-             and scheduled_for <= $2 order by 1",
+    let (mut calendar_skipped, mut calendar_moved, mut wrong_fates) = (0i64, 0i64, 0i64);
+    for (id, _, window, on_excluded) in &schedules {
+        let rows: Vec<TickRow> = sqlx::query_as(
+            "select scheduled_for, status, reason, fire_at from runs where schedule_id = $1 \
+                 and scheduled_for <= $2 order by 1",
         )
         .bind(id)
         .bind(cutoff)
         .fetch_all(&db.pool)
         .await?;
-        let Some(first_tick) = present.first() else {
+        let Some(first_tick) = rows.first().map(|r| r.0) else {
             println!("drill: {id} has no run at all");
             missing += 1;
             continue;
         };
+        // What the calendar makes of each tick, computed here with the service's own
+        // (pure) rules, against the row.
+        let exclusions = match on_excluded {
+            Some(policy) => {
+                Exclusions::resolve(&["drill-holiday".to_owned()], *policy, |_| Some(&holiday))
+            }
+            None => Exclusions::none(),
+        };
+        for (tick, status, reason, fire_at) in &rows {
+            let right = match exclusions.fate(*tick, &window.spec) {
+                TickFate::Fire => *reason != Some(RunReason::Calendar),
+                TickFate::Skipped { .. } => {
+                    calendar_skipped += 1;
+                    *status == RunStatus::Skipped && *reason == Some(RunReason::Calendar)
+                }
+                TickFate::Moved { to, .. } => {
+                    calendar_moved += 1;
+                    *fire_at == to && *status == RunStatus::Pending
+                }
+            };
+            if !right {
+                println!(
+                    "drill: {id} tick {tick}: {status} {reason:?} at {fire_at}, not its calendar fate"
+                );
+                wrong_fates += 1;
+            }
+        }
         let expected: HashSet<DateTime<Utc>> = window
-            .ticks_from(*first_tick)
+            .ticks_from(first_tick)
             .take_while(|t| *t <= cutoff)
             .collect();
-        let present: HashSet<DateTime<Utc>> = present.into_iter().collect();
+        let present: HashSet<DateTime<Utc>> = rows.iter().map(|r| r.0).collect();
         ticks_checked += i64::try_from(expected.len()).unwrap_or(i64::MAX);
         missing += i64::try_from(expected.difference(&present).count()).unwrap_or(i64::MAX);
         unexpected += i64::try_from(present.difference(&expected).count()).unwrap_or(i64::MAX);
@@ -391,11 +488,15 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
     .bind(cutoff)
     .fetch_one(&db.pool)
     .await?;
-    let run_ids: Vec<Uuid> =
-        sqlx::query_scalar("select run_id from runs where scheduled_for <= $1")
-            .bind(cutoff)
-            .fetch_all(&db.pool)
-            .await?;
+    // Every run that was due (not one a calendar skipped or moved to tomorrow) reached the
+    // Executor.
+    let run_ids: Vec<Uuid> = sqlx::query_scalar(
+        "select run_id from runs where scheduled_for <= $1 and reason is distinct from 'calendar' \
+         and fire_at < now() + interval '1 hour'",
+    )
+    .bind(cutoff)
+    .fetch_all(&db.pool)
+    .await?;
     let accepted: HashSet<Uuid> = mock
         .received()
         .into_iter()
@@ -430,6 +531,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         replicas: args.replicas,
         schedules: args.schedules,
         interval_schedules: args.intervals,
+        calendar_schedules: args.calendar_schedules,
         faults,
         leader_kills_and_freezes: counts.get(&Fault::KillLeader).copied().unwrap_or(0)
             + counts.get(&Fault::FreezeLeader).copied().unwrap_or(0),
@@ -438,10 +540,17 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<DrillReport> {
         duplicate_run_rows: rows - distinct,
         missing_ticks: missing,
         unexpected_ticks: unexpected,
+        calendar_skipped,
+        calendar_moved,
+        wrong_calendar_fates: wrong_fates,
         undelivered_runs: undelivered,
         executor_requests: stats.requests,
         duplicate_deliveries: stats.duplicate_deliveries,
-        passed: missing == 0 && unexpected == 0 && rows == distinct && undelivered == 0,
+        passed: missing == 0
+            && unexpected == 0
+            && wrong_fates == 0
+            && rows == distinct
+            && undelivered == 0,
     };
     print_report(&report);
     if let Some(path) = &args.json {
@@ -473,6 +582,10 @@ fn print_report(r: &DrillReport) {
     println!("duplicate run rows       {}", r.duplicate_run_rows);
     println!("missing ticks            {}", r.missing_ticks);
     println!("unexpected ticks         {}", r.unexpected_ticks);
+    println!(
+        "calendar: skipped {}, moved {}, wrong fates {}",
+        r.calendar_skipped, r.calendar_moved, r.wrong_calendar_fates
+    );
     println!("undelivered runs         {}", r.undelivered_runs);
     println!("executor requests        {}", r.executor_requests);
     println!(

@@ -23,11 +23,28 @@ pub async fn run(client: &Client, output: Output, command: CtlCommand) -> Result
         }
         CtlCommand::Cron(CronCommand::Preview {
             expr,
+            anchor,
+            calendars,
+            on_excluded,
             tz,
             count,
             from,
         }) => {
-            let mut body = json!({"cron_expr": expr, "count": count});
+            // A cron expression never starts with `P`; an ISO 8601 interval always does.
+            let mut body = if expr.starts_with('P') {
+                json!({"interval": expr, "count": count})
+            } else {
+                json!({"cron_expr": expr, "count": count})
+            };
+            if let Some(anchor) = anchor {
+                body["anchor"] = json!(anchor);
+            }
+            if !calendars.is_empty() {
+                body["exclude_calendars"] = json!(calendars);
+            }
+            if let Some(on_excluded) = on_excluded {
+                body["on_excluded"] = json!(on_excluded);
+            }
             if let Some(tz) = tz {
                 body["timezone"] = json!(tz);
             }
@@ -40,16 +57,21 @@ pub async fn run(client: &Client, output: Output, command: CtlCommand) -> Result
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|t| vec![cell(t, "utc"), cell(t, "local")])
+                    .map(|t| {
+                        vec![
+                            cell(t, "utc"),
+                            cell(t, "local"),
+                            cell(t, "outcome"),
+                            cell(t, "fire_at"),
+                            cell(t, "calendar"),
+                        ]
+                    })
                     .collect();
                 format!(
                     "{}\n{}\n\n{}",
                     cell(p, "description"),
-                    table::fields(&[
-                        ("expression", cell(p, "cron_expr")),
-                        ("timezone", cell(p, "timezone")),
-                    ]),
-                    table::render(&["UTC", "LOCAL"], &rows)
+                    table::fields(&[("rule", rule_cell(p)), ("timezone", cell(p, "timezone")),]),
+                    table::render(&["UTC", "LOCAL", "OUTCOME", "FIRES AT", "CALENDAR"], &rows)
                 )
             });
             Ok(())

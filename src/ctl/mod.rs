@@ -156,8 +156,18 @@ pub enum WorkerCommand {
 pub enum CronCommand {
     /// What an expression means and when it fires next.
     Preview {
-        /// 5 fields (minute first), 6 (second first), or an alias such as `@daily`.
+        /// 5 fields (minute first), 6 (second first), or an alias such as `@daily`; or an
+        /// ISO 8601 interval such as `PT90M` (an interval schedule's ticks).
         expr: String,
+        /// The instant an interval counts from (RFC 3339; default the Unix epoch).
+        #[arg(long)]
+        anchor: Option<String>,
+        /// A calendar whose excluded dates the ticks are checked against (repeatable).
+        #[arg(long = "calendar")]
+        calendars: Vec<String>,
+        /// What an excluded tick does: skip, next_business_day or previous_business_day.
+        #[arg(long)]
+        on_excluded: Option<String>,
         /// IANA timezone (default UTC).
         #[arg(long)]
         tz: Option<String>,

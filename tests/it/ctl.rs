@@ -650,6 +650,37 @@ async fn every_command_once() {
         .ok()
         .stdout;
     assert!(text.contains("UTC") && text.contains("LOCAL"), "{text}");
+    // An ISO 8601 interval previews an interval schedule's ticks.
+    let every = ctl(
+        &app,
+        &[
+            "cron",
+            "preview",
+            "PT90M",
+            "--anchor",
+            "2026-01-01T00:15:00Z",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--count",
+            "2",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(every["interval"], "PT1H30M", "{every}");
+    let utc: Vec<&str> = every["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["utc"].as_str().unwrap())
+        .collect();
+    assert_eq!(utc, ["2026-01-01T00:15:00Z", "2026-01-01T01:45:00Z"]);
+    let bad = ctl(&app, &["cron", "preview", "PT0S"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("interval"), "{}", bad.stderr);
     let bad = ctl(&app, &["cron", "preview", "not cron"]).await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("cron_expr"), "{}", bad.stderr);

@@ -841,7 +841,7 @@ async function cronPage(params) {
         count: countInput.value,
       })}`;
     },
-    field("Expression (5 or 6 fields)", exprInput),
+    field("Expression (5 or 6 fields) or interval (PT90M)", exprInput),
     field("Time zone", zoneInput),
     field("Count", countInput),
     h("button", { type: "submit" }, "Preview"),
@@ -849,8 +849,10 @@ async function cronPage(params) {
   let out = h("p", { class: "muted" }, "Nothing is stored: this only asks POST /cron/preview.");
   if (expr) {
     try {
+      // A cron expression never starts with "P"; an ISO 8601 interval (PT90M) always does.
+      const rule = expr.startsWith("P") ? { interval: expr } : { cron_expr: expr };
       const p = await api("POST", "/cron/preview", {
-        cron_expr: expr,
+        ...rule,
         timezone: zone,
         count: Number(count),
       });

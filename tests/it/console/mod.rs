@@ -416,6 +416,23 @@ async fn the_console_in_a_real_browser() {
     let words = description(&app, "0 0 9 * * MON", "America/New_York").await;
     assert!(shown.starts_with(&words), "{shown:?} / {words:?}");
     assert_eq!(browser.find_all("#preview tbody tr").await.len(), 5);
+    // An interval, too: every 90 minutes from the Unix epoch, so each time is a multiple.
+    browser
+        .goto(&format!("{base}#/cron?expr=PT90M&tz=UTC&count=3"))
+        .await;
+    browser.wait("#preview").await;
+    let shown = browser.text_of("#preview .describe").await;
+    assert!(shown.starts_with("Every 90 minutes"), "{shown:?}");
+    let rows = browser.find_all("#preview tbody tr").await;
+    assert_eq!(rows.len(), 3);
+    let first = browser.text_of("#preview tbody tr td").await;
+    let first: DateTime<Utc> = first
+        .trim_end_matches(" UTC")
+        .replace(' ', "T")
+        .parse::<chrono::NaiveDateTime>()
+        .map(|t| t.and_utc())
+        .unwrap_or_else(|e| panic!("{first:?}: {e}"));
+    assert_eq!(first.timestamp() % 5_400, 0, "{first}");
 
     // The page never tripped its own Content-Security-Policy (an inline script or style
     // would have been refused, and logged).

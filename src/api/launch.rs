@@ -25,7 +25,7 @@ use crate::{
     db::{self, Channel},
     runs::{Run, RunStatus, complete::Completed, store as runs_store},
     schedules::{
-        Schedule, Window,
+        Schedule,
         model::{ScheduleId, validate_instant, validate_name, validate_version},
         store as schedules_store,
     },
@@ -373,22 +373,9 @@ pub async fn backfill_schedule(
             "to must not be in the future; future ticks fire on their own",
         ));
     }
-    let spec = crate::schedules::model::rule(
-        s.cron_expr.clone(),
-        s.interval.clone(),
-        s.anchor.filter(|_| s.interval.is_some()),
-        &s.timezone,
-        crate::schedules::spec::DstPolicy {
-            gap: s.dst_gap,
-            fold: s.dst_fold,
-        },
-    )
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?;
-    let window = Window {
-        spec,
-        start_at: s.start_at,
-        end_at: s.end_at,
-    };
+    let window = s
+        .window()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule does not parse: {e}")))?;
     let ticks: Vec<DateTime<Utc>> = window
         .ticks_from(from)
         .take_while(|t| *t <= to)

@@ -190,8 +190,8 @@ pub fn differences(want: &FileSchedule, have: &Value) -> Vec<&'static str> {
         ),
         (
             "interval",
-            text("interval").and_then(|t| crate::schedules::interval::parse_period(&t).ok())
-                == spec.window.spec.interval().map(|i| i.period_seconds()),
+            // Both sides in the largest whole units (`PT90M` is `PT1H30M`).
+            text("interval") == spec.window.spec.interval().map(|i| i.text()),
         ),
         (
             "anchor",

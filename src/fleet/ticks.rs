@@ -151,6 +151,22 @@ pub fn fire_at(
     }
 }
 
+/// A tick a calendar moved to `to`: pending there, with the tick's own jitter.
+fn calendar_move(
+    schedule_id: &str,
+    t: DateTime<Utc>,
+    to: DateTime<Utc>,
+    jitter_ms: i32,
+) -> PlannedRun {
+    PlannedRun {
+        scheduled_for: t,
+        fire_at: to + jitter_offset(schedule_id, t, jitter_ms),
+        status: RunStatus::Pending,
+        trigger: RunTrigger::Schedule,
+        reason: None,
+    }
+}
+
 /// A tick a calendar excludes, recorded `skipped` at its own time.
 fn calendar_skip(t: DateTime<Utc>) -> PlannedRun {
     PlannedRun {
@@ -199,13 +215,7 @@ pub fn plan(
                     continue;
                 }
                 TickFate::Moved { to, .. } if to >= missed_before => {
-                    plan.runs.push(PlannedRun {
-                        scheduled_for: t,
-                        fire_at: to + jitter_offset(schedule_id, t, jitter_ms),
-                        status: RunStatus::Pending,
-                        trigger: RunTrigger::Schedule,
-                        reason: None,
-                    });
+                    plan.runs.push(calendar_move(schedule_id, t, to, jitter_ms));
                     continue;
                 }
                 _ => {}
@@ -272,13 +282,7 @@ pub fn plan(
             },
             TickFate::Skipped { .. } => calendar_skip(t),
             TickFate::Moved { to, .. } if to < missed_before => calendar_skip(t),
-            TickFate::Moved { to, .. } => PlannedRun {
-                scheduled_for: t,
-                fire_at: to + jitter_offset(schedule_id, t, jitter_ms),
-                status: RunStatus::Pending,
-                trigger: RunTrigger::Schedule,
-                reason: None,
-            },
+            TickFate::Moved { to, .. } => calendar_move(schedule_id, t, to, jitter_ms),
         });
         fresh += 1;
         current = following;

@@ -30,11 +30,8 @@ const EXPECTED: &str = "expected an ISO 8601 duration of whole units such as \"P
 pub struct Interval {
     /// Seconds between ticks, `MIN_PERIOD_SECONDS..=MAX_PERIOD_SECONDS`.
     period: i64,
-    /// Unix seconds of one tick (every other tick is a whole number of periods away).
-    anchor: i64,
-    /// The anchor's fraction of a second, kept so that the stored anchor reads back
-    /// as given; ticks fall on the anchor's whole second.
-    anchor_given: DateTime<Utc>,
+    /// One tick (every other tick is a whole number of periods away), a whole second.
+    anchor: DateTime<Utc>,
 }
 
 impl Interval {
@@ -46,14 +43,13 @@ impl Interval {
                  to 366 days"
             ));
         }
-        let anchor_given = anchor.unwrap_or(DateTime::UNIX_EPOCH);
-        if anchor_given.timestamp_subsec_nanos() != 0 {
+        let anchor = anchor.unwrap_or(DateTime::UNIX_EPOCH);
+        if anchor.timestamp_subsec_nanos() != 0 {
             return Err("anchor must be a whole second (ticks are whole seconds)".into());
         }
         Ok(Self {
             period: period_seconds,
-            anchor: anchor_given.timestamp(),
-            anchor_given,
+            anchor,
         })
     }
 
@@ -62,7 +58,7 @@ impl Interval {
     }
 
     pub fn anchor(&self) -> DateTime<Utc> {
-        self.anchor_given
+        self.anchor
     }
 
     /// The period as ISO 8601 text, in the largest whole units (`PT90M` reads back as
@@ -80,7 +76,7 @@ impl Interval {
         } else {
             whole
         };
-        let k = div_ceil(min.checked_sub(self.anchor)?, self.period);
+        let k = div_ceil(min.checked_sub(self.anchor.timestamp())?, self.period);
         self.at(k)
     }
 
@@ -93,7 +89,9 @@ impl Interval {
         } else {
             whole.checked_sub(1)?
         };
-        let k = max.checked_sub(self.anchor)?.div_euclid(self.period);
+        let k = max
+            .checked_sub(self.anchor.timestamp())?
+            .div_euclid(self.period);
         self.at(k)
     }
 
@@ -102,13 +100,16 @@ impl Interval {
         if hi <= lo {
             return 0;
         }
-        let first = div_ceil(lo - self.anchor, self.period);
-        let end = div_ceil(hi - self.anchor, self.period);
+        let anchor = self.anchor.timestamp();
+        let first = div_ceil(lo - anchor, self.period);
+        let end = div_ceil(hi - anchor, self.period);
         u64::try_from(end - first).unwrap_or(0)
     }
 
     fn at(&self, k: i64) -> Option<DateTime<Utc>> {
-        let s = k.checked_mul(self.period)?.checked_add(self.anchor)?;
+        let s = k
+            .checked_mul(self.period)?
+            .checked_add(self.anchor.timestamp())?;
         DateTime::from_timestamp(s, 0)
     }
 
@@ -117,7 +118,7 @@ impl Interval {
         format!(
             "Every {}, counted from {}",
             describe_period(self.period),
-            self.anchor_given
+            self.anchor
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )
     }
@@ -236,8 +237,11 @@ pub fn format_period(seconds: i64) -> String {
     }
     if rest > 0 {
         out.push('T');
-        for (unit, size) in [('H', 3_600), ('M', 60), ('S', 1)] {
-            let n = rest % (size * if unit == 'H' { 24 } else { 60 }) / size;
+        for (n, unit) in [
+            (rest / 3_600, 'H'),
+            (rest % 3_600 / 60, 'M'),
+            (rest % 60, 'S'),
+        ] {
             if n > 0 {
                 out.push_str(&format!("{n}{unit}"));
             }

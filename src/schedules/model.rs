@@ -254,14 +254,17 @@ pub fn validate_exclusions(
         None => OnExcluded::Skip,
     };
     if on_excluded != OnExcluded::Skip && spec.fixed_time_of_day().is_none() {
+        let what = match spec.expr() {
+            Some(expr) => format!("{expr:?}, which fires several times a day,"),
+            None => "an interval schedule, which has no fixed time of day,".to_owned(),
+        };
         return Err(FieldError::new(
             "on_excluded",
             format!(
                 "on_excluded {} needs a cron_expr that fires at one fixed time of day \
-                 (like \"0 9 * * MON-FRI\"): moving the ticks of {:?}, which fires several \
-                 times a day, would reorder them; use on_excluded \"skip\"",
+                 (like \"0 9 * * MON-FRI\"): moving the ticks of {what} would reorder \
+                 them; use on_excluded \"skip\"",
                 on_excluded.as_str(),
-                spec.expr()
             ),
         ));
     }
@@ -483,6 +486,26 @@ pub struct Schedule {
     /// `ok`; `late`: a tick is past due by more than the misfire grace and not launched;
     /// `failing`: its 3 latest ended runs failed. See `docs/API.md`, "Schedule health".
     pub health: ScheduleHealth,
+}
+
+impl Schedule {
+    /// The schedule's ticks, as its view describes them.
+    pub fn window(&self) -> Result<Window, FieldError> {
+        Ok(Window {
+            spec: rule(
+                self.cron_expr.clone(),
+                self.interval.clone(),
+                self.anchor,
+                &self.timezone,
+                DstPolicy {
+                    gap: self.dst_gap,
+                    fold: self.dst_fold,
+                },
+            )?,
+            start_at: self.start_at,
+            end_at: self.end_at,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -198,6 +198,10 @@ async fn malformed_intervals_are_refused_naming_the_field_and_store_nothing() {
         ),
         (every("new", "PT1H", json!({"dst_gap": "skip"})), "dst_gap"),
         (
+            every("new", "P1D", json!({"on_excluded": "next_business_day"})),
+            "on_excluded",
+        ),
+        (
             every("new", "PT1H", json!({"dst_fold": "once"})),
             "dst_fold",
         ),
@@ -230,6 +234,19 @@ async fn malformed_intervals_are_refused_naming_the_field_and_store_nothing() {
     let (_, still) = app.get("/schedules/kept").await;
     assert_eq!(still["interval"], "PT1H30M");
     assert_eq!(still["updated_at"], kept["updated_at"], "kept unchanged");
+    // A move needs a fixed time of day, which an interval has not: said in words.
+    let (_, err) = app
+        .post(
+            "/schedules/upsert",
+            every(
+                "new",
+                "P1D",
+                json!({"on_excluded": "previous_business_day"}),
+            ),
+        )
+        .await;
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("an interval schedule"), "{message}");
     // A bad `anchor` type is a 4xx naming it too (not a 500).
     let (status, err) = app
         .post(
